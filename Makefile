@@ -1,0 +1,39 @@
+# One command builds the book, one runs the tests; both create the environment first.
+#   make book                      execute every chapter (PROFILE=default) and build _build/html
+#   make book PROFILE=smoke        the same in minutes
+#   make chapter NB=data PARAMS="-p resolution 32"   rerun one chapter, rebuild the HTML
+#   make test                      the test suite (executes every chapter at smoke, builds the book)
+PROFILE ?= default
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: book chapter test venv browser clean
+
+venv: $(VENV)/.installed
+
+# Rebuilt when the pins change. torch/torchvision 2.14.1/0.29.1 come from PyPI (CUDA builds that
+# run on the CPU, see ../shared/docs/toolchain-notes.md); about 8 GB, 2 minutes here.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+book: venv
+	$(BIN)/spaceevo book --profile $(PROFILE)
+
+chapter: venv
+	@test -n "$(NB)" || (echo "usage: make chapter NB=<chapter> PARAMS='-p name value ...'"; exit 2)
+	$(BIN)/spaceevo chapter $(NB) $(PARAMS)
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium for the page tests (Debian package; needs root or sudo).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+clean:
+	rm -rf _build book/chapters

@@ -1,0 +1,24 @@
+"""spaceevo_lib: the library behind the SpaceEvo reproduction book.
+
+Notebooks import it as ``import spaceevo_lib as sel`` and call these verbs; each pipeline
+stage has its own subpackage (``data``, ``report`` now; ``latency``, ``space``, ``quant``,
+``train``, ``search`` as the book grows). Importing it has no side effects and does not import
+torch or TensorFlow.
+"""
+
+__version__ = "0.1.0"
+
+from . import book, data, host, report  # noqa: E402
+from .config import (ParameterError, chapter_config, chapters, chapters_table,  # noqa: E402
+                     get_chapter)
+from .data import (CorruptDataError, DataError, MissingDataError, load_imagenette,  # noqa: E402
+                   load_lut, load_search_result, make_loaders)
+from .report import paper_table1, paper_value  # noqa: E402
+from .store import Run, record  # noqa: E402
+
+__all__ = [
+    "__version__", "book", "data", "host", "report", "ParameterError", "chapter_config",
+    "chapters", "chapters_table", "get_chapter",
+    "CorruptDataError", "DataError", "MissingDataError", "load_imagenette", "load_lut",
+    "load_search_result", "make_loaders", "paper_table1", "paper_value", "Run", "record",
+]

@@ -1,0 +1,68 @@
+"""``spaceevo``: build the book, rerun one chapter, list parameters, fetch data.
+
+    spaceevo book --profile default            execute every chapter, build _build/html
+    spaceevo chapter data -p resolution 32     rerun one chapter with new parameters, rebuild
+    spaceevo params data                       a chapter's parameters and profile values
+    spaceevo fetch imagenette                  download + convert the originals (internet)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import PROFILES, ParameterError, chapters, get_chapter, parse_cli_value
+from .data.errors import DataError
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="spaceevo", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("book", help="execute all chapters with papermill and build the HTML")
+    b.add_argument("--profile", default="default", help=f"one of {', '.join(PROFILES)}")
+    b.add_argument("--no-html", action="store_true", help="execute only")
+    c = sub.add_parser("chapter", help="rerun one chapter with new parameters")
+    c.add_argument("name", help=f"one of {', '.join(chapters())}")
+    c.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="parameter override, as in papermill")
+    c.add_argument("--no-html", action="store_true", help="execute only")
+    p = sub.add_parser("params", help="show a chapter's parameters")
+    p.add_argument("name")
+    f = sub.add_parser("fetch", help="download the original data (needs internet)")
+    f.add_argument("name", choices=["imagenette", "spaceevo-reference"])
+    args = ap.parse_args(argv)
+
+    from . import book
+    try:
+        if args.cmd == "book":
+            index = book.build_book(args.profile, html=not args.no_html)
+            print(f"[spaceevo] book: {index}" if index else "[spaceevo] chapters executed")
+        elif args.cmd == "chapter":
+            params = {k: parse_cli_value(v) for k, v in args.p}
+            out = book.run_chapter(args.name, params, progress=True)
+            print(f"[spaceevo] executed: {out}")
+            if not args.no_html:
+                print(f"[spaceevo] book: {book.build_html()}")
+        elif args.cmd == "params":
+            _print_params(args.name)
+        else:
+            from .data.fetch import fetch
+            fetch(args.name)
+    except (ParameterError, DataError, book.ChapterFailed) as e:
+        print(f"spaceevo: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_params(name: str) -> None:
+    ch = get_chapter(name)
+    print(f"chapter {name!r} ({ch.notebook}): {ch.title}")
+    print(f"  profile   one of {', '.join(PROFILES)} (default 'default')")
+    print("  seed      int in [0, 2**32) (default 0)")
+    for p in ch.params.values():
+        vals = ", ".join(f"{k}={v!r}" for k, v in p.profiles.items())
+        print(f"  {p.name:<9} {p.allowed()}: {p.help}\n            profiles: {vals}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Chapters, profiles and parameter validation.
+
+Every chapter of the book is a papermill-parametrized notebook. Its parameters and their
+values per profile (``smoke``, ``default``, ``paper``) live in ``configs/chapters.yaml``, not
+in the notebooks, so that the notebooks, the CLI and the tests read one source of truth.
+
+A notebook's ``parameters`` cell declares ``profile``, ``seed`` and each chapter parameter
+(value ``None`` = take the profile's). The next cell calls :func:`chapter_config`, which
+rejects an unknown profile, an unknown name (a typo passed with ``papermill -p``), a wrong type
+or an out-of-range value with one message naming the parameter and what is allowed, before any
+heavy work starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Mapping
+
+import yaml
+
+PROFILES: tuple[str, ...] = ("smoke", "default", "paper")
+COMMON_PARAMS: tuple[str, ...] = ("profile", "seed")
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+# Names an IPython kernel defines by itself; never parameters.
+_KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+
+
+class ParameterError(ValueError):
+    """A chapter parameter (or profile) that is unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One chapter parameter: its type, allowed values and value per profile."""
+
+    name: str
+    type: str
+    help: str
+    profiles: Mapping[str, Any]
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def allowed(self) -> str:
+        """Human-readable statement of the values this parameter accepts."""
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        lo = "" if self.min is None else f" >= {self.min}"
+        hi = "" if self.max is None else f" <= {self.max}"
+        sep = " and" if lo and hi else ""
+        return f"a {self.type}{lo}{sep}{hi}"
+
+    def check(self, value: Any, chapter: str) -> Any:
+        """Return ``value`` converted to this parameter's type, or raise ParameterError."""
+        where = f"parameter {self.name!r} of chapter {chapter!r}"
+        want = _TYPES[self.type]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ParameterError(
+                f"{where} must be {self.allowed()} ({self.help}); "
+                f"got {type(value).__name__} {value!r}"
+            )
+        bad = (
+            (self.choices is not None and value not in self.choices)
+            or (self.min is not None and value < self.min)
+            or (self.max is not None and value > self.max)
+        )
+        if bad:
+            raise ParameterError(f"{where} must be {self.allowed()} ({self.help}); got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter of the book: its notebook, title and parameters."""
+
+    name: str
+    notebook: str
+    title: str
+    params: Mapping[str, Param] = field(default_factory=dict)
+
+    @property
+    def allowed_names(self) -> tuple[str, ...]:
+        return COMMON_PARAMS + tuple(self.params)
+
+    def resolve(self, profile: str = "default", seed: int = 0, **given: Any) -> ChapterConfig:
+        """Validate ``given`` overrides and fill the rest from ``profile``."""
+        check_profile(profile)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise ParameterError(
+                f"parameter 'seed' of chapter {self.name!r} must be an int in [0, 2**32); "
+                f"got {seed!r}"
+            )
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            raise ParameterError(
+                f"unknown parameter {unknown[0]!r} for chapter {self.name!r}; "
+                f"allowed: {', '.join(self.allowed_names)}"
+            )
+        values = {}
+        for name, p in self.params.items():
+            v = given.get(name)
+            values[name] = p.check(p.profiles[profile] if v is None else v, self.name)
+        return ChapterConfig(chapter=self.name, profile=profile, seed=seed, values=values)
+
+
+@dataclass(frozen=True)
+class ChapterConfig:
+    """Validated parameter values of one chapter run; attribute access for each parameter."""
+
+    chapter: str
+    profile: str
+    seed: int
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """All values, ``profile`` and ``seed`` included (what a run records and hashes)."""
+        return {"profile": self.profile, "seed": self.seed, **self.values}
+
+
+def check_profile(profile: Any) -> str:
+    if profile not in PROFILES:
+        raise ParameterError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    return profile
+
+
+@functools.cache
+def chapters() -> dict[str, Chapter]:
+    """All chapters in reading order, from ``configs/chapters.yaml``."""
+    text = resources.files("spaceevo_lib.configs").joinpath("chapters.yaml").read_text()
+    out = {}
+    for name, spec in yaml.safe_load(text).items():
+        params = {}
+        for pname, p in (spec.get("params") or {}).items():
+            if set(p["profiles"]) != set(PROFILES):
+                raise ValueError(f"chapters.yaml: {name}.{pname} needs a value for {PROFILES}")
+            choices = tuple(p["choices"]) if "choices" in p else None
+            params[pname] = Param(pname, p["type"], p["help"], p["profiles"], choices,
+                                  p.get("min"), p.get("max"))
+        out[name] = Chapter(name, spec["notebook"], spec["title"], params)
+    return out
+
+
+def get_chapter(name: str) -> Chapter:
+    try:
+        return chapters()[name]
+    except KeyError:
+        raise ParameterError(
+            f"unknown chapter {name!r}; allowed: {', '.join(chapters())}"
+        ) from None
+
+
+def chapter_config(chapter: str, namespace: Mapping[str, Any] | None = None,
+                   **given: Any) -> ChapterConfig:
+    """Validate a chapter's parameters and fill the rest from its profile.
+
+    In a notebook, pass ``globals()`` right after the parameters cell: every plain name defined
+    so far (papermill's injected ones included) is taken as a parameter, so a misspelled
+    ``-p`` name is caught instead of silently ignored. Modules, callables, classes and
+    underscore names are skipped. Elsewhere pass keyword arguments.
+    """
+    ch = get_chapter(chapter)
+    if namespace is not None:
+        given = {**_parameters_in(namespace), **given}
+    profile = given.pop("profile", "default")
+    seed = given.pop("seed", 0)
+    return ch.resolve(profile, seed, **given)
+
+
+def _parameters_in(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v for k, v in namespace.items()
+        if not k.startswith("_") and k not in _KERNEL_NAMES
+        and not isinstance(v, (types.ModuleType, type)) and not callable(v)
+    }
+
+
+def parse_cli_value(text: str) -> Any:
+    """Parse a ``-p name value`` string the way papermill does (YAML scalars)."""
+    value = yaml.safe_load(text)
+    return text if value is None and text not in ("null", "None", "~") else value
+
+
+def chapters_table():
+    """The book's chapters with their notebooks and parameters (for the introduction)."""
+    import pandas as pd
+    rows = [{"chapter": c.name, "title": c.title, "notebook": f"notebooks/{c.notebook}",
+             "parameters": ", ".join(c.allowed_names)} for c in chapters().values()]
+    return pd.DataFrame(rows)

@@ -1,0 +1,108 @@
+"""The paper's published artifacts: block lookup tables, search results, one measured latency.
+
+From ``microsoft/Moonlit`` (folder ``SpaceEvo/``, MIT licence) at the commit pinned in
+``configs/reference_manifest.json``, which also holds every file's sha256. They live in
+``<data>/spaceevo-reference/`` and are never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from pathlib import Path
+
+from .._io import file_hash
+from ..settings import data_dir
+from .errors import CorruptDataError, MissingDataError
+from .imagenette import how_to_get
+
+NAME = "spaceevo-reference"
+LUT_COLUMNS = ("arch", "input_shape", "nsr", "mflops", "mparams", "latency_ms")
+# Cumulative stride in front of stages 1..6 (stem 2, stage0 1, stage1 2, stage2 2, stage3 2,
+# stage4 1, stage5 2): maps a LUT row's input height back to the network resolution.
+_STRIDE_BEFORE = {1: 2, 2: 4, 3: 8, 4: 16, 5: 16, 6: 32}
+
+
+@functools.cache
+def manifest() -> dict:
+    """Pinned upstream commit, paths and sha256 of every reference file."""
+    text = resources.files("spaceevo_lib.configs").joinpath("reference_manifest.json").read_text()
+    return json.loads(text)
+
+
+def reference_dir(root: Path | None = None) -> Path:
+    return (root or data_dir()) / NAME
+
+
+def reference_file(relpath: str, root: Path | None = None, verify: bool = False) -> Path:
+    """Path of one reference file; raises with the two ways to get it when missing."""
+    path = reference_dir(root) / relpath
+    if not path.is_file():
+        raise MissingDataError(
+            f"The paper's reference artifact {relpath} is missing: {path} does not exist.\n"
+            + how_to_get(f"{NAME}/{relpath}", NAME))
+    if verify:
+        want = manifest()["files"][relpath]["sha256"]
+        got = file_hash(path)
+        if got != want:
+            raise CorruptDataError(
+                f"{path} has sha256 {got}, expected {want} (upstream "
+                f"{manifest()['repository']}@{manifest()['commit'][:10]}). Delete it and get a "
+                "good copy. " + how_to_get(f"{NAME}/{relpath}", NAME))
+    return path
+
+
+def verify_reference(root: Path | None = None) -> int:
+    """Check every reference file against the manifest; returns the number checked."""
+    files = manifest()["files"]
+    for rel in files:
+        reference_file(rel, root, verify=True)
+    return len(files)
+
+
+def lut_files(hyperspace: str, root: Path | None = None) -> list[str]:
+    """Relative paths of the published LUT CSVs of a hyperspace (``onnxw`` or ``mobilew``)."""
+    prefix = f"block_lut/{hyperspace}/"
+    out = sorted(p for p in manifest()["files"] if p.startswith(prefix))
+    if not out:
+        known = sorted({p.split("/")[1] for p in manifest()["files"] if p.startswith("block_lut/")})
+        raise KeyError(f"no published LUT for hyperspace {hyperspace!r}; known: {known}")
+    return out
+
+
+def load_lut(hyperspace: str, stage: int, block: int, window: int, root: Path | None = None):
+    """One published LUT ``stage{stage}_{block}_{window}.csv`` as a DataFrame.
+
+    Columns: ``arch`` (``k#w#e`` per block joined by ``_``), ``depth``, ``cin``, ``hw`` (stage
+    input height), ``resolution`` (network input), ``nsr``, ``mflops``, ``mparams``,
+    ``latency_ms`` (INT8; measured on the VNNI CPU for onnxw, predicted for Pixel 4 mobilew).
+    """
+    import pandas as pd
+    rel = f"block_lut/{hyperspace}/stage{stage}_{block}_{window}.csv"
+    if rel not in manifest()["files"]:
+        raise KeyError(f"no published LUT {rel}; see lut_files({hyperspace!r})")
+    path = reference_file(rel, root)
+    df = pd.read_csv(path, header=None, names=list(LUT_COLUMNS))
+    if df.isna().any().any() or len(df) == 0:
+        raise CorruptDataError(f"{path}: empty or malformed rows (expected {LUT_COLUMNS})")
+    shape = df.pop("input_shape").str.split("x", expand=True).astype(int)
+    df.insert(1, "depth", df["arch"].str.count("_") + 1)
+    df.insert(2, "cin", shape[1])
+    df.insert(3, "hw", shape[2])
+    df.insert(4, "resolution", shape[2] * _STRIDE_BEFORE[stage])
+    return df
+
+
+def load_search_result(root: Path | None = None) -> dict:
+    """The published spaces and SEQnet encodings (``search_result.yaml``)."""
+    import yaml
+    return yaml.safe_load(reference_file("search_result.yaml", root).read_text())
+
+
+def load_reference_latency(root: Path | None = None):
+    """The release's one measured latency: SEQnet@vnni-A0 FP32 / INT8 ms and speedup."""
+    import pandas as pd
+    df = pd.read_csv(reference_file("onnx_latency.csv", root), header=None,
+                     names=["model", "fp32_ms", "int8_ms", "speedup"])
+    return df

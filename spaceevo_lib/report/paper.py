@@ -1,0 +1,48 @@
+"""The paper's reference values (``configs/paper_reference.yaml``), for side-by-side tables.
+
+These are the only typed-in numbers of the book; chapters look them up here by name so that
+each measured number can sit beside the paper's.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import yaml
+
+
+@functools.cache
+def _reference() -> dict:
+    text = resources.files("spaceevo_lib.configs").joinpath("paper_reference.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def paper_source() -> dict:
+    return dict(_reference()["source"])
+
+
+def paper_table1():
+    """The paper's Table 1 as a DataFrame (device, model, INT8/FP32 top-1, INT8 ms, speedup)."""
+    import pandas as pd
+    return pd.DataFrame(_reference()["table1"])
+
+
+def paper_claims():
+    import pandas as pd
+    return pd.DataFrame(_reference()["claims"])
+
+
+def paper_value(name: str) -> float:
+    """A claim's value by name, or a Table 1 cell as ``table1/<device>/<model>/<column>``."""
+    if name.startswith("table1/"):
+        _, device, model, column = name.split("/")
+        for row in _reference()["table1"]:
+            if row["device"] == device and row["model"] == model:
+                return row[column]
+        raise KeyError(f"no Table 1 row for device {device!r}, model {model!r}")
+    for c in _reference()["claims"]:
+        if c["name"] == name:
+            return c["value"]
+    names = [c["name"] for c in _reference()["claims"]]
+    raise KeyError(f"unknown paper value {name!r}; claims: {names}, or table1/<device>/<model>/<col>")
