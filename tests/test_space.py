@@ -339,4 +339,4 @@ def test_missing_reference_file(monkeypatch, tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="spaceevo fetch spaceevo-reference"):
         published_spaces()
     with pytest.raises(FileNotFoundError, match=settings.DATA_ENV):
-        published_subnets(tmp_path / "nope.yaml")
+        published_subnets(tmp_path / "nope")

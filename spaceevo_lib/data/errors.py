@@ -5,7 +5,7 @@ class DataError(RuntimeError):
     """Data that cannot be used: missing, corrupt or not downloadable."""
 
 
-class MissingDataError(DataError):
+class MissingDataError(DataError, FileNotFoundError):
     """A file the study needs is not in the data directory."""
 
 

@@ -12,12 +12,10 @@ from spaceevo_lib.space.encoding import (
     Subnet,
     count_spaces,
     count_subnets,
-    load_search_result,
     max_subnet,
     min_subnet,
     published_spaces,
     published_subnets,
-    reference_path,
     sample_subnet,
     stage_options,
 )
@@ -43,7 +41,7 @@ __all__ = [
     "BlockSpec", "EncodingError", "HeadSpec", "Hyperspace", "SpaceChoice", "StageOptions",
     "StageSpec", "Subnet",
     "as_hyperspace", "count_spaces", "count_subnets", "get_hyperspace", "list_hyperspaces",
-    "load_search_result", "max_subnet", "min_subnet", "published_spaces", "published_subnets",
-    "reference_path", "register_hyperspace", "sample_subnet", "scale_resolutions",
+    "max_subnet", "min_subnet", "published_spaces", "published_subnets",
+    "register_hyperspace", "sample_subnet", "scale_resolutions",
     "scale_widths", "scaled_hyperspace", "stage_options",
 ]

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import yaml
 
-from spaceevo_lib import settings
+from spaceevo_lib.data.reference import load_search_result
 from spaceevo_lib.space.hyperspace import (
     STAGE_NAMES,
     BlockSpec,
@@ -438,32 +437,16 @@ def count_subnets(hyperspace: Hyperspace | str, space: SpaceChoice | str,
 # ----------------------------------------------------------------------------- published
 
 
-def reference_path(path: Path | str | None = None) -> Path:
-    """``search_result.yaml`` of the paper's reference data (or ``path``), checked to exist."""
-    p = Path(path) if path is not None else (
-        settings.data_dir() / "spaceevo-reference" / "search_result.yaml")
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"SpaceEvo reference file not found: {p}. Run `spaceevo fetch spaceevo-reference`, "
-            f"or set {settings.DATA_ENV} to a data directory that holds "
-            "spaceevo-reference/search_result.yaml.")
-    return p
-
-
-def load_search_result(path: Path | str | None = None) -> dict:
-    """The raw published ``search_result.yaml`` (supernet and subnet encoding dicts)."""
-    return yaml.safe_load(reference_path(path).read_text())
-
-
-def published_spaces(path: Path | str | None = None) -> dict[str, SpaceChoice]:
-    """The paper's five evolved spaces, e.g. ``spaceevo@vnni`` (paper-notes §6)."""
-    raw = load_search_result(path)["specific_supernet_encoding_dict"]
+def published_spaces(root: Path | None = None) -> dict[str, SpaceChoice]:
+    """The paper's five evolved spaces, e.g. ``spaceevo@vnni`` (paper-notes §6); ``root`` is a
+    data directory (default: settings.data_dir())."""
+    raw = load_search_result(root)["specific_supernet_encoding_dict"]
     return {name: SpaceChoice.decode(s) for name, s in raw.items()}
 
 
-def published_subnets(path: Path | str | None = None) -> dict[str, tuple[str, Subnet]]:
+def published_subnets(root: Path | None = None) -> dict[str, tuple[str, Subnet]]:
     """The ten SEQnet models: name -> (space name, Subnet), each validated (§10)."""
-    raw = load_search_result(path)
+    raw = load_search_result(root)
     spaces = {n: SpaceChoice.decode(s) for n, s in raw["specific_supernet_encoding_dict"].items()}
     out = {}
     for name, (space_name, s) in raw["specific_subnet_encoding_dict"].items():
