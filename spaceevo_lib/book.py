@@ -84,6 +84,9 @@ def timing_table(name: str):
     import pandas as pd
     rows = [{"profile": t["profile"], "wall time (s)": t["seconds"], "finished": t["finished"]}
             for t in timings(name)]
+    if not rows:
+        rows = [{"profile": "none yet", "wall time (s)": float("nan"),
+                 "finished": "this is the first run of this chapter on this host"}]
     return pd.DataFrame(rows, columns=["profile", "wall time (s)", "finished"])
 
 

@@ -102,9 +102,10 @@ class Run:
         import torch
         return torch.load(path, weights_only=True)
 
-    def save_figure(self, fig: Any, name: str, dpi: int = 120) -> Path:
-        return atomic_write(self.path / f"{name}.png",
-                            lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
+    def save_figure(self, fig: Any, name: str, dpi: int = 120) -> None:
+        """Write ``<name>.png``; returns nothing so that a notebook cell shows the figure once."""
+        atomic_write(self.path / f"{name}.png",
+                     lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
 
     def cached(self, name: str, compute: Callable[[], Any], key: Mapping[str, Any],
                kind: str = "parquet") -> Any:

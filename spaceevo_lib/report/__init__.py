@@ -1,7 +1,8 @@
 """What the book shows: the paper's reference values, host facts and the figures of each chapter."""
 
-from .paper import paper_claims, paper_source, paper_table1, paper_value
+from .paper import paper_claims, paper_setup, paper_source, paper_table1, paper_value
 from .study import host_table, substitutions
+from .tables import table
 
-__all__ = ["paper_claims", "paper_source", "paper_table1", "paper_value", "host_table",
-           "substitutions"]
+__all__ = ["paper_claims", "paper_setup", "paper_source", "paper_table1", "paper_value", "host_table",
+           "substitutions", "table"]

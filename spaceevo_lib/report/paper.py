@@ -22,6 +22,14 @@ def paper_source() -> dict:
     return dict(_reference()["source"])
 
 
+def paper_setup(key: str) -> str:
+    """The paper's setting for one aspect (dataset, devices, training), as a sentence."""
+    setup = _reference()["setup"]
+    if key not in setup:
+        raise KeyError(f"unknown setup aspect {key!r}; known: {sorted(setup)}")
+    return setup[key]["paper"]
+
+
 def paper_table1():
     """The paper's Table 1 as a DataFrame (device, model, INT8/FP32 top-1, INT8 ms, speedup)."""
     import pandas as pd
