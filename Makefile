@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: book chapter test venv browser clean
+.PHONY: book chapter test venv browser clean bench-latency
 
 venv: $(VENV)/.installed
 
@@ -37,3 +37,7 @@ browser:
 
 clean:
 	rm -rf _build book/chapters
+
+# Benchmarks (speed and repeatability targets; minutes to tens of minutes, not part of `make test`)
+bench-latency: venv
+	$(BIN)/python tests/benchmarks/bench_latency.py

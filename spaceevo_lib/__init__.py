@@ -1,8 +1,8 @@
 """spaceevo_lib: the library behind the SpaceEvo reproduction book.
 
 Notebooks import it as ``import spaceevo_lib as sel`` and call these verbs; each pipeline
-stage has its own subpackage (``data``, ``report`` now; ``latency``, ``space``, ``quant``,
-``train``, ``search`` as the book grows). Importing it has no side effects and does not import
+stage has its own subpackage (``data``, ``nn``, ``space``, ``export``, ``latency``, ``report``;
+``quant``, ``train``, ``search`` as the book grows). Importing it has no side effects and does not import
 torch or TensorFlow.
 """
 
@@ -15,6 +15,16 @@ from .data import (CorruptDataError, DataError, MissingDataError, load_imagenett
                    load_lut, load_search_result, make_loaders)
 from .report import paper_table1, paper_value  # noqa: E402
 from .store import Run, record  # noqa: E402
+
+_LAZY = ("export", "latency", "nn", "space")  # import torch / runtimes: loaded on first use
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__", "book", "data", "host", "report", "ParameterError", "chapter_config",

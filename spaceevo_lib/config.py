@@ -23,7 +23,7 @@ import yaml
 
 PROFILES: tuple[str, ...] = ("smoke", "default", "paper")
 COMMON_PARAMS: tuple[str, ...] = ("profile", "seed")
-_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "csv": str}
 # Names an IPython kernel defines by itself; never parameters.
 _KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
 
@@ -46,6 +46,8 @@ class Param:
 
     def allowed(self) -> str:
         """Human-readable statement of the values this parameter accepts."""
+        if self.type == "csv":
+            return "'all' or a comma-separated list of " + ", ".join(self.choices or ())
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         lo = "" if self.min is None else f" >= {self.min}"
@@ -64,6 +66,12 @@ class Param:
                 f"{where} must be {self.allowed()} ({self.help}); "
                 f"got {type(value).__name__} {value!r}"
             )
+        if self.type == "csv":
+            items = list(self.choices) if value == "all" else [v.strip() for v in value.split(",")]
+            if not items or any(v not in self.choices for v in items):
+                raise ParameterError(f"{where} must be {self.allowed()} ({self.help}); "
+                                     f"got {value!r}")
+            return ",".join(items)
         bad = (
             (self.choices is not None and value not in self.choices)
             or (self.min is not None and value < self.min)

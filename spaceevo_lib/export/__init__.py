@@ -1,0 +1,1 @@
+"""Exporters from PyTorch to the benchmark runtimes: ONNX (onnxruntime) and Keras/TFLite."""

@@ -1,0 +1,137 @@
+"""Keras model -> TFLite flatbuffer (FP32 or full-integer INT8), and a LiteRT runner.
+
+INT8 follows the full-integer recipe of the toolchain notes: ``Optimize.DEFAULT``, a
+representative dataset of real images, ``TFLITE_BUILTINS_INT8`` only, int8 input and output
+(so the whole graph is integer; nothing silently falls back to float). The runner wraps
+``ai_edge_litert.interpreter.Interpreter`` (``tf.lite.Interpreter`` is deprecated); XNNPACK can
+be switched off because the SpaceEvo reference measured its phones without it.
+
+TensorFlow and LiteRT are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+PRECISIONS = ("fp32", "int8")
+
+
+def _tensorflow():
+    """Import TensorFlow safely (see ``keras.load_triton_before_tensorflow``), quietly."""
+    from .keras import load_triton_before_tensorflow
+    load_triton_before_tensorflow()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def convert_tflite(model: keras.Model, precision: str,
+                   calibration: np.ndarray | None = None) -> bytes:
+    """Convert a Keras model with a fixed batch-1 NHWC input to a TFLite flatbuffer.
+
+    ``calibration`` (INT8 only, required there): float32 images ``(N, H, W, C)`` in the
+    model's input layout, fed one at a time as the representative dataset.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    tf = _tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("INT8 conversion needs calibration images (N, H, W, C) float32")
+        calib = np.asarray(calibration, dtype=np.float32)
+        want = tuple(int(d) for d in model.inputs[0].shape[1:])
+        if calib.ndim != 4 or calib.shape[1:] != want:
+            raise ValueError(f"calibration must be NHWC (N, {', '.join(map(str, want))}); "
+                             f"got {calib.shape}")
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for img in calib:
+                yield [img[None]]  # (1, H, W, C)
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    # the Keras export step prints "Saved artifact at ..." for every conversion, and INT8
+    # warns that the (float) input has no statistics, which the representative data gives
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return bytes(converter.convert())
+
+
+class TFLiteRunner:
+    """One LiteRT interpreter over a flatbuffer: float in/out, (de)quantizing int8 tensors.
+
+    For timing, call ``set_input(x)`` once and time ``invoke()`` alone: it excludes the
+    quantization of the input and the copy of the output.
+    """
+
+    def __init__(self, model_bytes: bytes, threads: int = 1, xnnpack: bool = True):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        resolver = (OpResolverType.AUTO if xnnpack
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.threads, self.xnnpack = int(threads), bool(xnnpack)
+        self.interpreter = Interpreter(model_content=bytes(model_bytes),
+                                       num_threads=self.threads,
+                                       experimental_op_resolver_type=resolver)
+        self.interpreter.allocate_tensors()
+        inputs, outputs = self.interpreter.get_input_details(), \
+            self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"expected one input and one output; got {len(inputs)} and "
+                             f"{len(outputs)}")
+        self.input_details: dict[str, Any] = inputs[0]
+        self.output_details: dict[str, Any] = outputs[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.input_details["shape"])
+
+    @property
+    def ops(self) -> list[str]:
+        """Operator names of the graph as LiteRT sees it (``DELEGATE`` for XNNPACK parts)."""
+        return [d["op_name"] for d in self.interpreter._get_ops_details()]
+
+    def set_input(self, x_nhwc: np.ndarray) -> None:
+        """Quantize (if the input is int8) and copy one NHWC float batch into the input."""
+        x = np.asarray(x_nhwc, dtype=np.float32)
+        if x.shape != self.input_shape:
+            raise ValueError(f"input must have shape {self.input_shape}; got {x.shape}")
+        d = self.input_details
+        if d["dtype"] != np.float32:
+            scale, zero = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(d["dtype"])
+        self.interpreter.set_tensor(d["index"], x)
+
+    def invoke(self) -> None:
+        """Run the graph on the input already set (the part worth timing)."""
+        self.interpreter.invoke()
+
+    def output(self) -> np.ndarray:
+        """The output as float32 (dequantized when int8)."""
+        d = self.output_details
+        y = self.interpreter.get_tensor(d["index"])
+        if d["dtype"] != np.float32:
+            scale, zero = d["quantization"]
+            y = (y.astype(np.float32) - zero) * np.float32(scale)
+        return y.astype(np.float32, copy=False)
+
+    def run(self, x_nhwc: np.ndarray) -> np.ndarray:
+        """Float NHWC batch-1 input -> float output (NHWC for 4-D, (1, features) for 2-D)."""
+        self.set_input(x_nhwc)
+        self.invoke()
+        return self.output()

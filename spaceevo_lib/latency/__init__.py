@@ -1,0 +1,26 @@
+"""INT8 vs FP32 latency on real runtimes: the benchmark protocol, devices and records.
+
+``measure(get_device("ort-vnni"), module, (1, 3, 224, 224), images, Protocol(), workdir,
+meta)`` returns one flat record (schema in :mod:`spaceevo_lib.latency.devices`). Importing
+this package does not import onnxruntime or TensorFlow.
+
+The chapter's own layer: :func:`zoo_items` (what to time), :func:`measure_zoo` (time it on
+several devices, checkpointed in the store) and the tables and findings of
+:mod:`spaceevo_lib.latency.analysis`.
+"""
+
+from .devices import (RECORD_COLUMNS, CompiledPair, Device, RuntimeUnavailable,
+                      check_input_shape, get_device, list_devices, measure, register)
+from .protocol import Protocol, measure_pair, time_runner
+from .analysis import (block_speedups, conv1x1_sweep, findings, model_comparison,  # noqa: E402
+                       model_table, operator_speedups, quality_table, summary_records)
+from .bench import calibration_images, device_table, measure_zoo  # noqa: E402
+from .zoo import ZooItem, zoo_items, zoo_sizes  # noqa: E402
+
+__all__ = [
+    "RECORD_COLUMNS", "CompiledPair", "Device", "RuntimeUnavailable", "check_input_shape",
+    "get_device", "list_devices", "measure", "register", "Protocol", "measure_pair",
+    "time_runner", "block_speedups", "conv1x1_sweep", "findings", "model_comparison", "model_table",
+    "operator_speedups", "quality_table", "summary_records", "calibration_images",
+    "device_table", "measure_zoo", "ZooItem", "zoo_items", "zoo_sizes",
+]

@@ -1,0 +1,183 @@
+"""From latency records to the chapter's tables and to the paper's findings, tested on data.
+
+Every function takes the measurement table written by :func:`spaceevo_lib.latency.bench.
+measure_zoo` (one row per item and device). Findings are decided by rules stated in their
+docstrings, so that the book's verdicts are computed, never typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+# The paper's two devices and the devices of this study that stand in for them.
+PAPER_DEVICE = {"ort-vnni": "ort-vnni", "tflite": "tflite", "tflite-noxnn": "tflite"}
+FRIENDLY, UNFRIENDLY = 1.10, 0.95  # INT8 speedup thresholds used by the findings
+
+
+def _cols(df: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
+    base = ["device", "fp32_median_ms", "int8_median_ms", "speedup", "speedup_iqr", "noisy"]
+    return df[extra + base].reset_index(drop=True)
+
+
+def operator_speedups(df: pd.DataFrame) -> pd.DataFrame:
+    """INT8 speedup of each single operator on each device (Figure 2, left)."""
+    return _cols(df[df.kind == "operator"], ["op_type", "p_channels", "p_hw"])
+
+
+def conv1x1_sweep(df: pd.DataFrame) -> pd.DataFrame:
+    """Conv1x1 INT8 speedup by channel count and feature-map size (Figure 2, right)."""
+    out = _cols(df[df.kind == "conv1x1"], ["p_channels", "p_hw"])
+    return out.astype({"p_channels": int, "p_hw": int}).sort_values(["device", "p_hw",
+                                                                        "p_channels"])
+
+
+def block_speedups(df: pd.DataFrame) -> pd.DataFrame:
+    """INT8 speedup of each hyperspace block, per hyperspace and stage."""
+    return _cols(df[df.kind == "block"], ["p_hyperspace", "p_stage", "op_type", "p_hw",
+                                          "p_cin", "p_cout", "p_e", "p_act"])
+
+
+def model_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Whole models: FP32 ms, INT8 ms and speedup per device, beside the paper's Table 1."""
+    m = _cols(df[df.kind == "model"], ["op_type", "p_resolution"]).rename(
+        columns={"op_type": "model", "p_resolution": "resolution"})
+    m["paper_device"] = m.device.map(PAPER_DEVICE)
+    ref = paper.rename(columns={"device": "paper_device", "speedup": "paper_speedup",
+                                "int8_ms": "paper_int8_ms"})
+    m = m.merge(ref[["paper_device", "model", "paper_speedup", "paper_int8_ms"]],
+                on=["paper_device", "model"], how="left")
+    return m.drop(columns="paper_device").astype({"resolution": int})
+
+
+def model_comparison(models: pd.DataFrame) -> pd.DataFrame:
+    """:func:`model_table` narrowed to what the book shows, with readable headers."""
+    cols = {"model": "model", "device": "device", "fp32_median_ms": "FP32 ms",
+            "int8_median_ms": "INT8 ms", "speedup": "speedup (x)",
+            "paper_speedup": "paper speedup (x)", "noisy": "noisy"}
+    return models[list(cols)].rename(columns=cols)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One of the paper's claims, checked on this host's measurements."""
+
+    claim: str
+    device: str
+    holds: str  # "yes", "no", "partly" or "not measured"
+    evidence: str
+
+
+def _speedup(table: pd.DataFrame, device: str, op: str) -> float | None:
+    r = table[(table.device == device) & (table.op_type == op)]
+    return float(r.speedup.iloc[0]) if len(r) else None
+
+
+def finding_se_hardswish(df: pd.DataFrame, device: str = "ort-vnni") -> Finding:
+    """SE and Hardswish are INT8-unfriendly: each single op's speedup is below 0.95x on
+    ``device``, or the SE+Hardswish block (MBv3Res, onnxw) gains less from INT8 than the
+    ReLU6 MBv2Res block at every measured stage. Both -> yes, one -> partly, none -> no."""
+    claim = "SE and Hardswish make INT8 inference slow on the VNNI CPU"
+    ops = operator_speedups(df)
+    se, hs = _speedup(ops, device, "se"), _speedup(ops, device, "hardswish")
+    blocks = block_speedups(df)
+    b = blocks[(blocks.device == device) & (blocks.p_hyperspace == "onnxw")]
+    piv = b.pivot_table(index="p_stage", columns="op_type", values="speedup")
+    if se is None and hs is None and not {"MBv3Res", "MBv2Res"} <= set(piv.columns):
+        return Finding(claim, device, "not measured", "no SE/Hardswish items were measured")
+    parts, votes = [], []
+    for name, v in (("SE", se), ("Hardswish", hs)):
+        if v is not None:
+            parts.append(f"{name} alone {v:.2f}x")
+            votes.append(v < UNFRIENDLY)
+    if {"MBv3Res", "MBv2Res"} <= set(piv.columns):
+        worse = bool((piv.MBv3Res < piv.MBv2Res).all())
+        parts.append("MBv3Res (SE+Hardswish) vs MBv2Res (ReLU6) block speedup: " + ", ".join(
+            f"{s} {r.MBv3Res:.2f}x vs {r.MBv2Res:.2f}x" for s, r in piv.iterrows()))
+        votes.append(worse)
+    holds = "yes" if all(votes) else "partly" if any(votes) else "no"
+    return Finding(claim, device, holds, "; ".join(parts))
+
+
+def finding_conv1x1_channels(df: pd.DataFrame, device: str) -> Finding:
+    """Conv1x1 speedup grows with channels: Spearman rank correlation of speedup with channel
+    count >= 0.6 at every measured feature-map size -> yes; at some -> partly; else no."""
+    claim = "Conv1x1 INT8 speedup grows with the channel count"
+    s = conv1x1_sweep(df)
+    s = s[s.device == device]
+    if s.p_channels.nunique() < 3:
+        return Finding(claim, device, "not measured", "fewer than 3 channel counts measured")
+    parts, votes = [], []
+    for hw, g in s.groupby("p_hw"):
+        rho = g[["p_channels", "speedup"]].corr(method="spearman").iloc[0, 1]
+        lo, hi = g.iloc[0], g.iloc[-1]
+        parts.append(f"{hw}x{hw}: {lo.speedup:.2f}x at {lo.p_channels} ch -> {hi.speedup:.2f}x "
+                     f"at {hi.p_channels} ch (Spearman {rho:.2f})")
+        votes.append(rho >= 0.6)
+    holds = "yes" if all(votes) else "partly" if any(votes) else "no"
+    return Finding(claim, device, holds, "; ".join(parts))
+
+
+def finding_devices_disagree(df: pd.DataFrame, a: str = "ort-vnni",
+                             b: str = "tflite-noxnn") -> Finding:
+    """Devices disagree on preferred operators: some operator is INT8-friendly (>= 1.10x) on
+    one device and unfriendly (< 0.95x) on the other -> yes; otherwise, if the per-operator
+    speedups rank differently (Spearman < 0.5) -> partly; else no."""
+    claim = "Devices disagree on which operators are INT8-friendly"
+    ops = operator_speedups(df)
+    piv = ops[ops.device.isin([a, b])].pivot_table(index="op_type", columns="device",
+                                                   values="speedup")
+    if a not in piv or b not in piv:
+        return Finding(claim, f"{a} vs {b}", "not measured", "both devices are needed")
+    piv = piv.dropna()
+    flips = [op for op, r in piv.iterrows()
+             if (r[a] >= FRIENDLY and r[b] < UNFRIENDLY) or (r[b] >= FRIENDLY and r[a] < UNFRIENDLY)]
+    rho = piv[[a, b]].corr(method="spearman").iloc[0, 1] if len(piv) > 2 else np.nan
+    evidence = (f"Spearman rank correlation of per-operator speedups {rho:.2f}; "
+                + ("opposite verdicts: " + ", ".join(
+                    f"{op} ({piv.loc[op, a]:.2f}x vs {piv.loc[op, b]:.2f}x)" for op in flips)
+                   if flips else "no operator is friendly on one device and unfriendly on the other"))
+    holds = "yes" if flips else "partly" if rho < 0.5 else "no"
+    return Finding(claim, f"{a} vs {b}", holds, evidence)
+
+
+def findings(df: pd.DataFrame) -> pd.DataFrame:
+    """All the chapter's findings as a table (claim, device, holds, evidence)."""
+    devices = list(dict.fromkeys(df.device))
+    out = [finding_se_hardswish(df, "ort-vnni")] if "ort-vnni" in devices else []
+    out += [finding_conv1x1_channels(df, d) for d in devices]
+    other = "tflite-noxnn" if "tflite-noxnn" in devices else "tflite"
+    if "ort-vnni" in devices and other in devices:
+        out.append(finding_devices_disagree(df, "ort-vnni", other))
+    return pd.DataFrame([f.__dict__ for f in out])
+
+
+def quality_table(df: pd.DataFrame) -> pd.DataFrame:
+    """INT8 output agreement with FP32 per device and item kind (median and worst case)."""
+    g = df.groupby(["device", "kind"])
+    return pd.DataFrame({
+        "records": g.size(),
+        "median pearson r": g.int8_pearson_r.median(),
+        "worst pearson r": g.int8_pearson_r.min(),
+        "models: top-1 agreement": g.int8_top1_agreement.median(),
+    }).reset_index()
+
+
+def summary_records(df: pd.DataFrame, paper: pd.DataFrame) -> list[dict]:
+    """Headline numbers: each model's and operator's INT8 speedup per device, with the
+    paper's Table 1 speedup where it has one (``speedup/<device>/<model>``,
+    ``speedup/<device>/op/<operator>``)."""
+    from ..store import record
+    out = []
+    for r in model_table(df, paper).itertuples():
+        p = None if pd.isna(r.paper_speedup) else float(r.paper_speedup)
+        out.append(record(f"speedup/{r.device}/{r.model}", round(r.speedup, 3), "x", p))
+        out.append(record(f"int8_ms/{r.device}/{r.model}", round(r.int8_median_ms, 3), "ms",
+                          None if pd.isna(r.paper_int8_ms) else float(r.paper_int8_ms)))
+    for r in operator_speedups(df).itertuples():
+        out.append(record(f"speedup/{r.device}/op/{r.op_type}", round(r.speedup, 3), "x"))
+    out.append(record("records/noisy", int(df.noisy.sum()), "records"))
+    out.append(record("records/total", len(df), "records"))
+    return out

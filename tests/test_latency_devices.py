@@ -1,0 +1,228 @@
+"""Latency devices: ONNX/onnxruntime and TFLite/LiteRT FP32 vs INT8, records and protocol."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spaceevo_lib.data import MissingDataError, load_imagenette
+from spaceevo_lib.data.imagenette import IMAGENET_MEAN, IMAGENET_STD, subset
+from spaceevo_lib.latency import (RECORD_COLUMNS, Protocol, RuntimeUnavailable, get_device,
+                                  list_devices, measure, measure_pair)
+from spaceevo_lib.latency.devices import OrtVnniDevice
+
+QUICK = Protocol(warmup=2, runs=5, rounds=2)
+SHAPE = (1, 3, 32, 32)
+DEVICES = ("ort-vnni", "tflite", "tflite-noxnn")
+
+
+class Tiny(nn.Module):
+    """conv-bn-relu, depthwise conv, 1x1 conv, global average pool, linear."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False),
+                                nn.BatchNorm2d(16), nn.ReLU())
+        self.pw = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.pw(self.dw(self.stem(x)))), 1))
+
+
+def _normalise(x_uint8_nhwc: np.ndarray) -> np.ndarray:
+    x = x_uint8_nhwc.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    mean = np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
+    std = np.asarray(IMAGENET_STD, np.float32)[:, None, None]
+    return np.ascontiguousarray((x - mean) / std)
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, np.ndarray]:
+    try:
+        data = load_imagenette(32)
+    except MissingDataError as e:
+        pytest.skip(f"Imagenette 32 px missing: {str(e).splitlines()[0]}")
+    # the files are in class order: take seeded random subsets to get all ten classes
+    x_train, y_train = subset(data.x_train, data.y_train, 1024, seed=0)
+    x_check, _ = subset(data.x_test, data.y_test, 32, seed=1)
+    return {"calib": _normalise(x_train[-64:]), "check": _normalise(x_check),
+            "x_train": _normalise(x_train), "y_train": y_train}
+
+
+@pytest.fixture(scope="module")
+def tiny(images) -> Tiny:
+    """A briefly trained Tiny: real, separated logits make top-1 agreement meaningful."""
+    torch.manual_seed(0)
+    model = Tiny()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = torch.from_numpy(images["x_train"]), torch.from_numpy(images["y_train"])
+    model.train()
+    for _ in range(8):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[perm[i:i + 64]]), y[perm[i:i + 64]]).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(images["check"])).argmax(1).unique()
+    assert len(predicted) >= 4, "the check images must not all get one class"
+    return model
+
+
+@pytest.fixture(scope="module")
+def records(tiny, images, tmp_path_factory) -> dict[str, dict]:
+    out = {}
+    for name in DEVICES:
+        dev = get_device(name)
+        if not dev.available():
+            continue
+        workdir = tmp_path_factory.mktemp(name)
+        meta = {"item": "tiny", "kind": "net", "op_type": "conv-dw-pw", "width": 32}
+        out[name] = measure(dev, tiny, SHAPE, images["calib"], QUICK, workdir, meta)
+        out[name]["_workdir"] = workdir
+    return out
+
+
+@pytest.mark.parametrize("name", DEVICES)
+def test_record_has_schema_and_positive_latencies(records, name):
+    if name not in records:
+        pytest.skip(f"{name} unavailable here")
+    rec = records[name]
+    assert set(RECORD_COLUMNS) <= set(rec)
+    assert rec["item"] == "tiny" and rec["width"] == 32  # caller's meta kept
+    assert rec["device"] == name and rec["input_shape"] == "1x3x32x32"
+    assert rec["fp32_median_ms"] > 0 and rec["int8_median_ms"] > 0 and rec["speedup"] > 0
+    assert rec["fp32_bytes"] > 0 and rec["int8_bytes"] > 0
+    assert (rec["warmup"], rec["runs"], rec["rounds"], rec["threads"]) == (2, 5, 2, 1)
+    assert rec["attempts"] >= 1 and isinstance(rec["noisy"], bool)
+    assert isinstance(rec["vnni"], bool) and rec["cpu_model"]
+    if rec["runtime"] == "onnxruntime":
+        assert rec["onnxruntime_version"] and rec["litert_version"] is None
+        assert rec["quant_format"] == "qop-u8s8"
+    else:
+        assert rec["litert_version"] and rec["tensorflow_version"]
+        assert rec["xnnpack"] is (name == "tflite")
+    assert rec["fp32_max_abs_err"] < 1e-3  # the FP32 export computes what torch computes
+    artifacts = sorted(p.name for p in rec["_workdir"].iterdir())
+    assert len(artifacts) == 2 and not any(".part" in a for a in artifacts)
+
+
+@pytest.mark.parametrize("name,options", [("ort-vnni", {"fmt": "qop-u8s8"}),
+                                          ("ort-vnni", {"fmt": "qdq-s8s8"}),
+                                          ("tflite", {}), ("tflite-noxnn", {})])
+def test_int8_outputs_follow_fp32_on_real_images(tiny, images, tmp_path, name, options):
+    dev = get_device(name, **options)
+    if not dev.available():
+        pytest.skip(f"{name} unavailable: {dev.missing()}")
+    pair = dev.compile(tiny, SHAPE, images["calib"], tmp_path)
+    check = dev.check_outputs(pair, images["check"], tiny)
+    assert check["int8_pearson_r"] > 0.95, check
+    assert check["int8_top1_agreement"] >= 0.8, check
+    assert check["fp32_max_abs_err"] < 1e-3, check
+    if name == "ort-vnni":
+        assert pair.quant_format == options["fmt"]
+
+
+def test_spatial_mean_is_exported_as_global_average_pool(tmp_path):
+    from spaceevo_lib.export.onnx import export_onnx, graph_ops
+
+    class MeanHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3))
+
+    ops = graph_ops(export_onnx(MeanHead(), SHAPE, tmp_path / "m.onnx", opset=18))
+    assert "ReduceMean" not in ops and ops.get("GlobalAveragePool") == 1
+
+
+def test_unknown_device_and_format_name_the_valid_ones():
+    with pytest.raises(KeyError, match="ort-vnni.*tflite"):
+        get_device("pixel4")
+    assert {"ort-vnni", "tflite", "tflite-noxnn"} <= set(list_devices())
+    with pytest.raises(ValueError, match="qdq-s8s8.*qop-u8s8"):
+        get_device("ort-vnni", fmt="qop-u16")
+
+
+@pytest.mark.parametrize("shape,pattern", [((1, 3, 0, 32), "impossible input shape"),
+                                           ((1, 3, 32), "impossible input shape"),
+                                           ((1, 4, 32, 32), "1x4x32x32 does not fit"),
+                                           ((2, 3, 32, 32), "batch 1")])
+def test_impossible_shapes_raise_value_error_and_write_nothing(tmp_path, shape, pattern):
+    workdir = tmp_path / "out"
+    calib = np.zeros((2, *shape[1:]), np.float32) if len(shape) == 4 else np.zeros((2, 3, 32))
+    with pytest.raises(ValueError, match=pattern):
+        measure("ort-vnni", Tiny(), shape, calib, QUICK, workdir)
+    assert not workdir.exists()
+
+
+def test_calibration_must_match_the_input_shape(tmp_path):
+    with pytest.raises(ValueError, match="calibration"):
+        measure("ort-vnni", Tiny(), SHAPE, np.zeros((4, 3, 16, 16), np.float32), QUICK, tmp_path)
+
+
+def test_missing_runtime_names_package_and_install(tmp_path):
+    class Ghost(OrtVnniDevice):
+        name = "ghost"
+        packages = {"no_such_runtime_xyz": "pip install no-such-runtime-xyz"}
+
+    workdir = tmp_path / "out"
+    with pytest.raises(RuntimeUnavailable, match="(?s)no_such_runtime_xyz.*pip install"):
+        measure(Ghost(), Tiny(), SHAPE, np.zeros((2, *SHAPE[1:]), np.float32), QUICK, workdir)
+    assert not workdir.exists() and not Ghost().available()
+
+
+class BusyRunner:
+    """A fake runner whose ``invoke`` busy-waits a fixed time (deterministic, no sleep)."""
+
+    def __init__(self, *ms: float):
+        self.ns, self.i = [int(m * 1e6) for m in ms], 0
+
+    def invoke(self) -> None:
+        wait = self.ns[self.i % len(self.ns)]
+        self.i += 1
+        t0 = time.perf_counter_ns()
+        while time.perf_counter_ns() - t0 < wait:
+            pass
+
+
+def test_measure_pair_speedup_is_the_fp32_int8_ratio():
+    res = measure_pair(BusyRunner(2.0), BusyRunner(0.5), Protocol(warmup=1, runs=10, rounds=3))
+    assert res["speedup"] == pytest.approx(4.0, rel=0.1)
+    assert res["fp32_median_ms"] == pytest.approx(2.0, rel=0.1)
+    assert res["int8_median_ms"] == pytest.approx(0.5, rel=0.2)
+    assert res["attempts"] >= 1  # retries depend on machine load; the ratio does not
+
+
+def test_noisy_measurement_is_retried_then_kept_and_flagged():
+    p = Protocol(warmup=0, runs=8, rounds=2, retries=2)
+    res = measure_pair(BusyRunner(0.2, 1.0), BusyRunner(0.2), p)  # FP32 alternates 0.2/1 ms
+    assert res["attempts"] == 3 and res["noisy"] is True
+    assert res["fp32_rel_iqr"] > p.max_rel_iqr and res["speedup"] > 0
+
+
+def test_protocol_rejects_nonsense():
+    with pytest.raises(ValueError, match="runs"):
+        Protocol(runs=0)
+    with pytest.raises(ValueError, match="max_rel_iqr"):
+        Protocol(max_rel_iqr=0)
+
+
+def test_budget_shortens_rounds_of_slow_models_only():
+    p = Protocol(warmup=2, runs=20, rounds=2, budget_ms=10.0, min_runs=3)
+    slow = measure_pair(BusyRunner(4.0), BusyRunner(2.0), p)
+    assert slow["runs"] == 3  # ceil(10 ms / 4 ms) = 3 runs per round
+    assert slow["speedup"] == pytest.approx(2.0, rel=0.15)
+    fast = measure_pair(BusyRunner(0.1), BusyRunner(0.05), p)
+    assert fast["runs"] == 20  # a fast model keeps the full count
