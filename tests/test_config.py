@@ -89,3 +89,11 @@ def test_toc_lists_every_chapter_in_order():
     files = [toc["root"]] + [c["file"] for c in toc["chapters"]]
     want = [f"book/chapters/{ch.notebook.removesuffix('.ipynb')}" for ch in chapters().values()]
     assert files == want
+
+
+def test_papermill_reads_every_parameter_with_its_help():
+    import papermill as pm
+    for ch in chapters().values():
+        found = pm.inspect_notebook(str(project_root() / "notebooks" / ch.notebook))
+        assert set(found) == set(ch.allowed_names), ch.name
+        assert all(p["help"] for p in found.values()), f"{ch.name}: a parameter lacks help"

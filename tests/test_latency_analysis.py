@@ -79,3 +79,21 @@ def test_model_table_and_summary_carry_the_paper_values():
     recs = {r["name"]: r for r in analysis.summary_records(t, paper_table1())}
     assert recs["speedup/ort-vnni/mobilenet_v3_small"]["paper"] == 1.1
     assert recs["speedup/ort-vnni/op/se"]["value"] == 0.8
+
+
+def test_vnni_a0_sits_beside_the_code_release_measurement():
+    t = pd.concat([_table(), pd.DataFrame([_row("model", "SEQnet@vnni-A0", "ort-vnni", 1.9,
+                                                resolution=160)])])
+    recs = {r["name"]: r for r in analysis.summary_records(t, paper_table1())}
+    assert recs["release_speedup/ort-vnni/SEQnet@vnni-A0"]["paper"] == 2.04
+    assert recs["fp32_ms/ort-vnni/SEQnet@vnni-A0"]["paper"] == 7.85
+    assert recs["speedup/ort-vnni/SEQnet@vnni-A0"]["paper"] == 2.0
+
+
+def test_seqnet_finding_compares_with_mobilenet_v3():
+    t = pd.concat([_table(), pd.DataFrame([
+        _row("model", "SEQnet@vnni-A0", "ort-vnni", 2.0, resolution=160),
+        _row("model", "SEQnet@vnni-A1", "ort-vnni", 0.8, resolution=192)])])
+    f = analysis.finding_seqnets_quantize_better(t, "ort-vnni")
+    assert f.holds == "partly" and "SEQnet@vnni-A1 0.80x" in f.evidence
+    assert analysis.finding_seqnets_quantize_better(t, "tflite").holds == "not measured"

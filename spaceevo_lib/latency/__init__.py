@@ -13,7 +13,8 @@ from .devices import (RECORD_COLUMNS, CompiledPair, Device, RuntimeUnavailable,
                       check_input_shape, get_device, list_devices, measure, register)
 from .protocol import Protocol, measure_pair, time_runner
 from .analysis import (block_speedups, conv1x1_sweep, findings, model_comparison,  # noqa: E402
-                       model_table, operator_speedups, quality_table, summary_records)
+                       model_table, operator_speedups, quality_table,
+                       release_comparison, summary_records)
 from .bench import calibration_images, device_table, measure_zoo  # noqa: E402
 from .zoo import ZooItem, zoo_items, zoo_sizes  # noqa: E402
 
@@ -21,6 +22,6 @@ __all__ = [
     "RECORD_COLUMNS", "CompiledPair", "Device", "RuntimeUnavailable", "check_input_shape",
     "get_device", "list_devices", "measure", "register", "Protocol", "measure_pair",
     "time_runner", "block_speedups", "conv1x1_sweep", "findings", "model_comparison", "model_table",
-    "operator_speedups", "quality_table", "summary_records", "calibration_images",
+    "operator_speedups", "quality_table", "release_comparison", "summary_records", "calibration_images",
     "device_table", "measure_zoo", "ZooItem", "zoo_items", "zoo_sizes",
 ]

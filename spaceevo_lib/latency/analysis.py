@@ -49,6 +49,11 @@ def model_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
                                 "int8_ms": "paper_int8_ms"})
     m = m.merge(ref[["paper_device", "model", "paper_speedup", "paper_int8_ms"]],
                 on=["paper_device", "model"], how="left")
+    from ..report.paper import paper_code_release
+    rel = paper_code_release().rename(columns={
+        "device": "paper_device", "fp32_ms": "release_fp32_ms", "int8_ms": "release_int8_ms",
+        "speedup": "release_speedup"})
+    m = m.merge(rel, on=["paper_device", "model"], how="left")
     return m.drop(columns="paper_device").astype({"resolution": int})
 
 
@@ -58,6 +63,16 @@ def model_comparison(models: pd.DataFrame) -> pd.DataFrame:
             "int8_median_ms": "INT8 ms", "speedup": "speedup (x)",
             "paper_speedup": "paper speedup (x)", "noisy": "noisy"}
     return models[list(cols)].rename(columns=cols)
+
+
+def release_comparison(models: pd.DataFrame) -> pd.DataFrame:
+    """SEQnet@vnni-A0 beside the one latency the paper's code release measured (onnxruntime)."""
+    r = models[models.release_speedup.notna() & (models.device == "ort-vnni")]
+    return pd.DataFrame({
+        "model": r.model, "FP32 ms (this host)": r.fp32_median_ms,
+        "FP32 ms (release)": r.release_fp32_ms, "INT8 ms (this host)": r.int8_median_ms,
+        "INT8 ms (release)": r.release_int8_ms, "speedup (this host)": r.speedup,
+        "speedup (release)": r.release_speedup}).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,26 @@ def finding_devices_disagree(df: pd.DataFrame, a: str = "ort-vnni",
     return Finding(claim, f"{a} vs {b}", holds, evidence)
 
 
+def finding_seqnets_quantize_better(df: pd.DataFrame, device: str) -> Finding:
+    """SEQnets gain more from INT8 than MobileNetV3 (Table 1): every SEQnet measured on
+    ``device`` has a higher speedup than every MobileNetV3 -> yes; some -> partly; none -> no.
+    Only the SEQnets made for that device family are compared (vnni on ort-vnni, pixel4 on
+    TFLite)."""
+    claim = "SEQnets gain more from INT8 than MobileNetV3"
+    family = "vnni" if device == "ort-vnni" else "pixel4"
+    m = df[(df.kind == "model") & (df.device == device)]
+    seq = m[m.op_type.str.startswith(f"SEQnet@{family}")]
+    mbv3 = m[m.op_type.str.startswith("mobilenet_v3")]
+    if seq.empty or mbv3.empty:
+        return Finding(claim, device, "not measured", "needs SEQnets and MobileNetV3 models")
+    best = mbv3.speedup.max()
+    above = int((seq.speedup > best).sum())
+    holds = "yes" if above == len(seq) else "partly" if above else "no"
+    evidence = (", ".join(f"{r.op_type} {r.speedup:.2f}x" for r in seq.itertuples())
+                + " vs " + ", ".join(f"{r.op_type} {r.speedup:.2f}x" for r in mbv3.itertuples()))
+    return Finding(claim, device, holds, evidence)
+
+
 def findings(df: pd.DataFrame) -> pd.DataFrame:
     """All the chapter's findings as a table (claim, device, holds, evidence)."""
     devices = list(dict.fromkeys(df.device))
@@ -151,6 +186,7 @@ def findings(df: pd.DataFrame) -> pd.DataFrame:
     other = "tflite-noxnn" if "tflite-noxnn" in devices else "tflite"
     if "ort-vnni" in devices and other in devices:
         out.append(finding_devices_disagree(df, "ort-vnni", other))
+    out += [finding_seqnets_quantize_better(df, d) for d in devices]
     return pd.DataFrame([f.__dict__ for f in out])
 
 
@@ -176,6 +212,12 @@ def summary_records(df: pd.DataFrame, paper: pd.DataFrame) -> list[dict]:
         out.append(record(f"speedup/{r.device}/{r.model}", round(r.speedup, 3), "x", p))
         out.append(record(f"int8_ms/{r.device}/{r.model}", round(r.int8_median_ms, 3), "ms",
                           None if pd.isna(r.paper_int8_ms) else float(r.paper_int8_ms)))
+    for r in model_table(df, paper).dropna(subset=["release_speedup"]).itertuples():
+        if r.device == "ort-vnni":  # the code release measured onnxruntime only
+            out.append(record(f"fp32_ms/{r.device}/{r.model}", round(r.fp32_median_ms, 3), "ms",
+                              float(r.release_fp32_ms)))
+            out.append(record(f"release_speedup/{r.device}/{r.model}", round(r.speedup, 3), "x",
+                              float(r.release_speedup)))
     for r in operator_speedups(df).itertuples():
         out.append(record(f"speedup/{r.device}/op/{r.op_type}", round(r.speedup, 3), "x"))
     out.append(record("records/noisy", int(df.noisy.sum()), "records"))

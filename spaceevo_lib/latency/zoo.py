@@ -52,7 +52,7 @@ class ZooItem:
             return operator_input_shape(name, p["channels"], p["hw"])
         if self.kind == "block":
             return (1, p["cin"], p["hw"], p["hw"])
-        return (1, 3, p["resolution"], p["resolution"])
+        return (1, 3, p["resolution"], p["resolution"])  # SEQnets: their own resolution
 
     def build(self, seed: int = 0):
         """The PyTorch module, randomly initialised with ``seed``, in eval mode."""
@@ -66,6 +66,9 @@ class ZooItem:
         elif self.kind == "block":
             m = create_block(self.op_type, p["cin"], p["cout"], p["k"], p["stride"], p["e"],
                              p["act"])
+        elif self.op_type.startswith("SEQnet@"):
+            from ..space.build import build_published
+            m = build_published(self.op_type)
         else:
             m = create_model(self.op_type, seed=seed)
         return m.eval()
@@ -130,4 +133,20 @@ def zoo_items(size: str) -> list[ZooItem]:
     m = z["models"]
     for name in TORCHVISION_MODELS if m["names"] == "all" else m["names"]:
         items.append(_item("model", name, resolution=m["resolution"]))
+    for name in _seqnets(m.get("seqnets", [])):
+        items.append(_item("model", name, resolution=_seqnet_resolution(name)))
     return items
+
+
+def _seqnets(names: list[str] | str) -> list[str]:
+    """The published SEQnets to time: a list of names, or 'all' (paper-notes §10)."""
+    from ..space import published_subnets
+    return sorted(published_subnets()) if names == "all" else list(names)
+
+
+def _seqnet_resolution(name: str) -> int:
+    from ..space import published_subnets
+    subnets = published_subnets()
+    if name not in subnets:
+        raise KeyError(f"unknown SEQnet {name!r}; known: {', '.join(sorted(subnets))}")
+    return subnets[name][1].resolution

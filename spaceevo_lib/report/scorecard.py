@@ -1,0 +1,54 @@
+"""The book's scorecard: every chapter's headline numbers beside the paper's, from summary.json."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..config import chapters
+from ..store import MissingResultError, Run
+
+
+def collect_summaries(profile: str, names: list[str] | None = None) -> pd.DataFrame:
+    """All ``summary.json`` records of a profile, one row each, with the chapter they came from.
+
+    Chapters that have not been run at this profile are skipped (listed in ``.attrs['missing']``).
+    """
+    rows, missing = [], []
+    for name in names or [n for n in chapters() if n != "scorecard"]:
+        try:
+            records = Run(name, profile).read_summary()
+        except MissingResultError:
+            missing.append(name)
+            continue
+        rows += [{"chapter": name, **r} for r in records]
+    df = pd.DataFrame(rows, columns=["chapter", "name", "value", "unit", "paper"])
+    df.attrs["missing"] = missing
+    return df
+
+
+def against_paper(df: pd.DataFrame) -> pd.DataFrame:
+    """The records the paper has a value for, with this host / paper as a ratio."""
+    out = df[df.paper.notna()].copy()
+    out["value"] = pd.to_numeric(out["value"])
+    out["paper"] = pd.to_numeric(out["paper"])
+    out["this host / paper"] = out["value"] / out["paper"]
+    return out.reset_index(drop=True)
+
+
+def plot_against_paper(cmp: pd.DataFrame, unit: str = "x"):
+    """Bars of this host's value and the paper's for every record in ``unit`` (speedups)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    d = cmp[cmp.unit == unit]
+    fig, ax = plt.subplots(figsize=(9, 0.35 * max(len(d), 4) + 1))
+    y = np.arange(len(d))
+    ax.barh(y - 0.2, d["value"], 0.4, label="this host")
+    ax.barh(y + 0.2, d["paper"], 0.4, label="paper")
+    ax.axvline(1.0, color="0.3", lw=1, ls="--")
+    ax.set_yticks(y, d["name"])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"value ({unit})")
+    ax.set_title("This host vs the paper (INT8 speedup over FP32)")
+    ax.legend()
+    fig.tight_layout()
+    return fig

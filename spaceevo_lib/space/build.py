@@ -1,0 +1,178 @@
+"""Static PyTorch networks of subnets and of the published SEQnets (paper-notes §2, §10).
+
+A subnet (:class:`~spaceevo_lib.space.Subnet`) of a candidate space
+(:class:`~spaceevo_lib.space.SpaceChoice`) becomes a plain network made only of
+``spaceevo_lib.nn.blocks`` parts (conv + BN + act, SE, residual adds, GAP, Linear), so that the
+ONNX and Keras/TFLite exporters handle it unchanged. The weight-sharing supernet
+(``spaceevo_lib.supernet``) extracts into exactly these networks.
+
+Layout (children of :class:`SubnetModel`, an ``nn.Sequential``):
+
+* ``first_conv``: ``ConvBNAct(3, w, 3, stride 2)`` with the hyperspace's stem activation;
+* ``stage0`` .. ``stage6``: ``nn.Sequential`` of blocks, per-block (k, w, e) from the subnet,
+  the stage stride on the first block. stage0 is the fixed block: ResNet k3 e0.5 ReLU on
+  onnxw, and on mobilew a MobileNetV2 block (k3, e1, ReLU; no expansion conv since
+  make_divisible(cin) == cin; residual *only* if stride 1 and cin == cout), which
+  ``create_block`` lacks (its MBv2Res always adds a shortcut), so :func:`mbv2_block` builds it;
+* ``final_expand``: 1x1 conv + BN + act to the head width (1280 at paper scale);
+* ``feature_mix``: global average pool, then 1x1 conv + BN + act (1920). The BN is kept:
+  paper-notes §2.4 says every conv is conv+BN(+act), and the reference ``FeatureMixBlock`` is a
+  ``QConvNormActivation`` after the pool (§2.2/2.3 only list the conv and its activation);
+  it adds 2 x 1920 parameters and no MACs;
+* ``logits``: flatten, dropout, ``Linear(1920, n_classes)`` (with bias).
+
+The network takes ``(B, 3, r, r)`` at the subnet's resolution r; unlike the supernet it does
+not resize its input (bicubic resize is not exportable to the INT8 runtimes, and the
+benchmarks feed r x r inputs).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pandas as pd
+import torch
+from torch import nn
+
+from spaceevo_lib.nn.blocks import ConvBNAct, Residual, create_block, make_divisible
+from spaceevo_lib.space.encoding import (SpaceChoice, Subnet, published_spaces,
+                                         published_subnets)
+from spaceevo_lib.space.flops import profile
+from spaceevo_lib.space.hyperspace import STAGE_NAMES, BlockSpec, Hyperspace
+
+#: Children of a :class:`SubnetModel` after the stages, in network order.
+HEAD_CHILDREN = ("final_expand", "feature_mix", "logits")
+
+
+class SubnetModel(nn.Sequential):
+    """A static subnet: ``first_conv, stage0..stage6, final_expand, feature_mix, logits``.
+
+    ``space`` and ``subnet`` are the encodings it was built from; ``resolution`` the input side.
+    """
+
+    def __init__(self, parts: OrderedDict, space: SpaceChoice, subnet: Subnet):
+        super().__init__(parts)
+        self.space = space
+        self.subnet = subnet
+        self.resolution = subnet.resolution
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """Batch-1 NCHW input shape, as the exporters and :mod:`flops` take it."""
+        return (1, 3, self.resolution, self.resolution)
+
+    def extra_repr(self) -> str:
+        return f"space={self.space.encode()}, subnet={self.subnet.encode()}"
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+def mbv2_block(cin: int, cout: int, k: int, stride: int, e: float = 1.0,
+               act: str = "relu") -> nn.Module:
+    """The reference ``MobileNetV2Block`` (mobilew stage0, paper-notes §2.2): PW expand to
+    make_divisible(e*cin) (skipped when equal to cin) -> DW k -> PW linear; residual only if
+    stride 1 and cin == cout (no forced 1x1 shortcut)."""
+    hidden = make_divisible(e * cin)
+    layers = [] if hidden == cin else [ConvBNAct(cin, hidden, 1, 1, act)]
+    layers += [ConvBNAct(hidden, hidden, k, stride, act, groups=hidden),
+               ConvBNAct(hidden, cout, 1, 1, "none")]
+    body = nn.Sequential(*layers)
+    if stride == 1 and cin == cout:
+        return Residual(body, cin, cout, stride)  # identity shortcut
+    return body
+
+
+def make_block(spec: BlockSpec, cin: int, cout: int, k: int, stride: int,
+               e: float | None) -> nn.Module:
+    """The static block of ``spec`` (candidate or fixed: FirstConv, MBv2, ResNet ...) with the
+    hyperspace's activation for it (e.g. MBv3Res: hswish on onnxw, swish on mobilew)."""
+    if spec.code == "FirstConv":
+        return ConvBNAct(cin, cout, k, stride, spec.activation)
+    if spec.code == "MBv2":
+        return mbv2_block(cin, cout, k, stride, 1.0 if e is None else e, spec.activation)
+    return create_block(spec.code, cin, cout, k, stride, e, spec.activation)
+
+
+def make_head(hs: Hyperspace, cin: int, n_classes: int,
+              dropout: float = 0.0) -> OrderedDict:
+    """final_expand, feature_mix (GAP + conv/BN/act), logits (flatten, dropout, Linear)."""
+    fe, fm = hs.final_expand, hs.feature_mix
+    return OrderedDict(
+        final_expand=ConvBNAct(cin, fe.width, 1, 1, fe.activation),
+        feature_mix=nn.Sequential(OrderedDict(
+            pool=nn.AdaptiveAvgPool2d(1),  # (B, C, 1, 1)
+            conv=ConvBNAct(fe.width, fm.width, 1, 1, fm.activation))),
+        logits=nn.Sequential(OrderedDict(
+            flatten=nn.Flatten(1),  # (B, C)
+            dropout=nn.Dropout(dropout),
+            linear=nn.Linear(fm.width, n_classes))),
+    )
+
+
+def _as_space(space: SpaceChoice | str) -> SpaceChoice:
+    return space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
+
+
+def _as_subnet(subnet: Subnet | str) -> Subnet:
+    return subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet)
+
+
+def build_subnet(space: SpaceChoice | str, subnet: Subnet | str, n_classes: int | None = None,
+                 dropout: float = 0.0) -> SubnetModel:
+    """The static network of ``subnet`` in ``space`` (validated first: EncodingError names the
+    offending field). ``n_classes`` defaults to the hyperspace's; ``dropout`` is the rate before
+    the classifier (the reference trains the max net with 0.2, paper-notes §7.1)."""
+    sp, sub = _as_space(space), _as_subnet(subnet)
+    hs = sp.spec
+    sub.validate(hs, sp)
+    parts: OrderedDict = OrderedDict()
+    cin = 3
+    for name, blocks in sub.stage_blocks().items():
+        spec, stride = sp.block(name), hs.stage(name).stride
+        mods = []
+        for i, (k, w, e) in enumerate(blocks):
+            mods.append(make_block(spec, cin, w, k, stride if i == 0 else 1, e))
+            cin = w
+        parts[name] = mods[0] if name == "first_conv" else nn.Sequential(*mods)
+    parts.update(make_head(hs, cin, hs.n_classes if n_classes is None else n_classes, dropout))
+    assert tuple(parts) == STAGE_NAMES + HEAD_CHILDREN
+    return SubnetModel(parts, sp, sub)
+
+
+def build_published(name: str, n_classes: int | None = None,
+                    dropout: float = 0.0) -> SubnetModel:
+    """One of the ten SEQnets by name, e.g. ``"SEQnet@vnni-A0"`` (paper-notes §10)."""
+    subnets = published_subnets()
+    if name not in subnets:
+        raise KeyError(f"unknown SEQnet {name!r}; valid: {', '.join(subnets)}")
+    space_name, sub = subnets[name]
+    return build_subnet(published_spaces()[space_name], sub, n_classes, dropout)
+
+
+def arch_table(hyperspace: str | None = None) -> pd.DataFrame:
+    """The published SEQnets (optionally of one hyperspace, ``onnxw`` or ``mobilew``) with
+    their resolution, blocks, MFLOPs in the paper convention (conv MACs without the
+    classifier, §9.3), MFLOPs with it, parameters, and Table 1's FLOPs where it lists the
+    model."""
+    from spaceevo_lib.report.paper import paper_table1  # lazy: report pulls in plotting
+
+    spaces = published_spaces()
+    if hyperspace is not None and hyperspace not in {s.hyperspace for s in spaces.values()}:
+        valid = sorted({s.hyperspace for s in spaces.values()})
+        raise KeyError(f"no published SEQnet in hyperspace {hyperspace!r}; valid: "
+                       f"{', '.join(valid)}")
+    t1 = paper_table1()
+    paper = dict(zip(t1["model"], t1["mflops"]))
+    rows = []
+    for name, (space_name, sub) in published_subnets().items():
+        sp = spaces[space_name]
+        if hyperspace is not None and sp.hyperspace != hyperspace:
+            continue
+        with torch.no_grad():
+            model = build_subnet(sp, sub)
+            prof = profile(model, model.input_shape)
+        rows.append({"model": name, "space": space_name, "hyperspace": sp.hyperspace,
+                     "resolution": sub.resolution, "blocks": sub.n_blocks, **prof,
+                     "paper_mflops": paper.get(name)})
+    return pd.DataFrame(rows)

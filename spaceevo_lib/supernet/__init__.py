@@ -1,0 +1,27 @@
+"""Weight-sharing supernet of a SpaceEvo candidate space (paper-notes §2.5, §7).
+
+:class:`Supernet` trains all subnets of a :class:`~spaceevo_lib.space.SpaceChoice` at once
+(OFA-style first-N channel slicing, kernel centre crop, sliced BN) and extracts any subnet as
+the static network of :func:`spaceevo_lib.space.build.build_subnet` with its weights copied.
+"""
+
+from spaceevo_lib.supernet.elastic import (
+    DynamicBatchNorm2d,
+    DynamicConv2d,
+    DynamicConvBNAct,
+    DynamicK3Depthwise,
+    DynamicLinear,
+    DynamicSE,
+    ElasticBlock,
+    ElasticHead,
+    copy_weights,
+    elastic_block,
+)
+from spaceevo_lib.supernet.network import ElasticStage, Supernet
+from spaceevo_lib.supernet.check import demo_images, extraction_check
+
+__all__ = [
+    "DynamicBatchNorm2d", "DynamicConv2d", "DynamicConvBNAct", "DynamicK3Depthwise",
+    "DynamicLinear", "DynamicSE", "ElasticBlock", "ElasticHead", "ElasticStage", "Supernet",
+    "copy_weights", "demo_images", "elastic_block", "extraction_check",
+]
