@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: book chapter test venv browser clean bench-latency
+.PHONY: book chapter test venv browser clean bench-latency bench-qt
 
 venv: $(VENV)/.installed
 
@@ -41,3 +41,6 @@ clean:
 # Benchmarks (speed and repeatability targets; minutes to tens of minutes, not part of `make test`)
 bench-latency: venv
 	$(BIN)/python tests/benchmarks/bench_latency.py
+
+bench-qt: venv
+	$(BIN)/python tests/benchmarks/bench_qt.py
