@@ -97,3 +97,16 @@ def test_seqnet_finding_compares_with_mobilenet_v3():
     f = analysis.finding_seqnets_quantize_better(t, "ort-vnni")
     assert f.holds == "partly" and "SEQnet@vnni-A1 0.80x" in f.evidence
     assert analysis.finding_seqnets_quantize_better(t, "tflite").holds == "not measured"
+
+
+def test_space_summary_puts_table1_beside_seqnet_sizes_and_speedups():
+    from spaceevo_lib.report.space_figures import space_summary
+    seq = pd.DataFrame([{"model": "SEQnet@vnni-A0", "mflops_paper": 161.6, "mparams": 7.8,
+                         "paper_mflops": 163.0, "speedup ort-vnni": 2.2,
+                         "speedup tflite": float("nan")}])
+    recs = {r["name"]: r for r in space_summary(
+        seq, pd.DataFrame([{"what": "spaces", "count": "5"}]),
+        pd.DataFrame({"max |supernet - extracted|": [0.0]}))}
+    assert recs["mflops/SEQnet@vnni-A0"]["paper"] == 163.0
+    assert recs["speedup/ort-vnni/SEQnet@vnni-A0"]["paper"] == 2.0
+    assert "speedup/tflite/SEQnet@vnni-A0" not in recs  # not measured: no record

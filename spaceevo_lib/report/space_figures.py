@@ -121,6 +121,10 @@ def space_summary(seqnets, counts, check) -> list[dict]:
     import math
 
     from ..store import record
+    from ..latency.analysis import PAPER_DEVICE
+    from .paper import paper_table1
+    t1 = paper_table1()
+    table1 = {(d, m): v for d, m, v in zip(t1.device, t1.model, t1.speedup)}
     out = []
     for r in seqnets.to_dict("records"):
         paper = r.get("paper_mflops")
@@ -129,7 +133,10 @@ def space_summary(seqnets, counts, check) -> list[dict]:
         out.append(record(f"mparams/{r['model']}", round(r["mparams"], 2), "M params"))
         for key, v in r.items():
             if key.startswith("speedup ") and v == v:  # skip NaN (device not measured)
-                out.append(record(f"speedup/{key.split(' ', 1)[1]}/{r['model']}", round(v, 3), "x"))
+                device = key.split(" ", 1)[1]
+                paper_speedup = table1.get((PAPER_DEVICE.get(device), r["model"]))
+                out.append(record(f"speedup/{device}/{r['model']}", round(v, 3), "x",
+                                  paper_speedup))
     for r in counts.itertuples():
         out.append(record(f"count/{r.what}", r.count, "count"))
     out.append(record("weight_sharing/max_abs_diff",
