@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..space.hyperspace import make_divisible  # noqa: F401  (re-exported: nn.make_divisible)
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=False),
     "relu6": lambda: nn.ReLU6(inplace=False),
@@ -22,12 +24,6 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "swish": lambda: nn.SiLU(inplace=False),
     "none": nn.Identity,
 }
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of ``divisor`` (min ``divisor``), never below 0.9 v."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
 
 
 def act_layer(name: str) -> nn.Module:

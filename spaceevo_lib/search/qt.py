@@ -26,6 +26,7 @@ import numpy as np
 
 from spaceevo_lib.search.lut import StageTables
 from spaceevo_lib.space import SpaceChoice, as_hyperspace
+from spaceevo_lib.space.hyperspace import make_divisible
 
 #: Latency (ms) of the non-searched parts at a resolution: a callable or a {resolution: ms}.
 OtherLatency = Union[Callable[[int], float], Mapping[int, float]]
@@ -272,12 +273,6 @@ def lut_ms_per_mmac(tables: StageTables, stage: int, block: int) -> dict[int, fl
     return {int(r): float(v) for r, v in ratio.items()}
 
 
-def _make_divisible(v: float, divisor: int = 8) -> int:
-    """Reference ``make_divisible``: nearest multiple of 8 (>= 8), +8 if below 0.9 v (§2.4)."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
 def _macs(hs_name: str, r: int) -> dict[str, float]:
     """Million MACs of stage0 and final_expand of the min subnet of the all-block-0 space."""
     hs = as_hyperspace(hs_name)
@@ -285,7 +280,7 @@ def _macs(hs_name: str, r: int) -> dict[str, float]:
     cin = hs.stage("first_conv").widths[0]
     cout = hs.stage("stage0").widths[0]
     if hs.stage0.code == "ResNet":  # k3 bottleneck, hidden = make_divisible(e * cout)
-        h = _make_divisible(min(hs.stage0.expands) * cout)
+        h = make_divisible(min(hs.stage0.expands) * cout)
         per_px = cin * h + 9 * h * h + h * cout
     elif hs.stage0.code == "MBv2":  # DW 3x3 + PW, e = 1: no expansion conv
         per_px = 9 * cin + cin * cout

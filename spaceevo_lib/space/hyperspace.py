@@ -321,3 +321,11 @@ def scaled_hyperspace(base: Hyperspace | str, name: str, *, width_divisor: float
         logits=replace(b.logits, width=n_classes), base=b.name,
         device=f"CPU-scale copy of {b.name} for {max_resolution}-px data, {n_classes} classes",
     )
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """The reference's width rounding (paper-notes §2.4): nearest multiple of ``divisor``
+    (at least ``divisor``), plus ``divisor`` if that falls below 0.9 v. Hidden widths of every
+    block and the SE widths follow it; torch-free so that search code can use it too."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
