@@ -35,9 +35,10 @@ class Protocol:
     rounds: int = 5  # rounds; FP32/INT8 order alternates each round
     max_rel_iqr: float = 0.10  # IQR / median above which a measurement counts as noisy
     retries: int = 2  # extra attempts for a noisy measurement (the least noisy one is kept)
-    budget_ms: float = 0.0  # if > 0: fewer runs per round for slow models, about this much
-    #                         time per precision per round (never fewer than min_runs)
-    min_runs: int = 3  # lower bound on runs per round when budget_ms shortens them
+    budget_ms: float = 0.0  # if > 0: runs per round are sized to about this much time per
+    #                         precision (at least min_runs, at most runs): microsecond kernels
+    #                         get many runs, slow models few; 0 = always exactly `runs`
+    min_runs: int = 3  # lower bound on runs per round when budget_ms sizes them
 
     def __post_init__(self) -> None:
         for name in ("threads", "runs", "rounds"):
@@ -100,12 +101,12 @@ def measure_pair(fp32_runner: Runner, int8_runner: Runner, protocol: Protocol = 
     timed runs; ``speedup`` = median over rounds of FP32 round median / INT8 round median, and
     ``speedup_iqr`` over rounds; ``attempts`` (1 + retries used), ``noisy`` (the kept
     attempt still has a rel. IQR above ``max_rel_iqr``) and ``runs`` (timed runs per precision
-    per round actually used: fewer than ``protocol.runs`` when ``budget_ms`` shortened them).
+    per round actually used: between ``min_runs`` and ``runs`` when ``budget_ms`` sizes them).
     """
     p = protocol
     warm = [time_runner(r, max(p.warmup, 1)) for r in (fp32_runner, int8_runner)]
     runs = p.runs
-    if p.budget_ms > 0:  # slow model: shorten rounds to about budget_ms per precision
+    if p.budget_ms > 0:  # size rounds to about budget_ms per precision
         per_run = max(float(np.median(w[len(w) // 2:])) for w in warm)
         runs = int(min(p.runs, max(p.min_runs, np.ceil(p.budget_ms / max(per_run, 1e-6)))))
     best: dict | None = None
