@@ -9,13 +9,11 @@ Every file is verified and written atomically, so an interrupted fetch can simpl
 from __future__ import annotations
 
 import io
-import json
 import re
 import tarfile
 import urllib.parse
 import zlib
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
@@ -214,9 +212,10 @@ def fetch_imagenette(data_dir: Path | None = None, *, url: str = IMAGENETTE_URL,
 # ----------------------------------------------------------------------- reference artifacts
 
 def reference_manifest() -> dict:
-    """Pinned commit, upstream paths and sha256 of the reference files (packaged JSON)."""
-    text = resources.files("spaceevo_lib.configs").joinpath("reference_manifest.json").read_text()
-    return json.loads(text)
+    """Pinned commit, upstream paths and sha256 of the reference files (the data layer's one
+    loader, :func:`spaceevo_lib.data.reference.manifest`; a separate name so tests can swap it)."""
+    from .reference import manifest
+    return manifest()
 
 
 def fetch_reference(data_dir: Path | None = None, *, base_url: str | None = None) -> list[Path]:
