@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import warnings
+import weakref
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -45,7 +46,7 @@ def convert_tflite(model: keras.Model, precision: str,
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     tf = _tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([_frozen_graph(model)])
     if precision == "int8":
         if calibration is None or len(calibration) == 0:
             raise ValueError("INT8 conversion needs calibration images (N, H, W, C) float32")
@@ -69,6 +70,30 @@ def convert_tflite(model: keras.Model, precision: str,
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return bytes(converter.convert())
+
+
+# Keras model -> its traced, frozen batch-1 graph; FP32 and INT8 conversions share one trace.
+_FROZEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _frozen_graph(model: keras.Model):
+    """The model's forward pass at batch 1 as a concrete function with weights as constants.
+
+    ``TFLiteConverter.from_keras_model`` writes and re-reads a SavedModel on every call
+    (about 15 s for a 30-block subnet here); converting a frozen trace gives the same
+    operators in a fifth of the time and is reused by the second precision.
+    """
+    if model in _FROZEN:
+        return _FROZEN[model]
+    tf = _tensorflow()
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+    shape = (1, *(int(d) for d in model.inputs[0].shape[1:]))
+    fn = tf.function(lambda x: model(x, training=False))
+    frozen = convert_variables_to_constants_v2(
+        fn.get_concrete_function(tf.TensorSpec(shape, tf.float32)))
+    _FROZEN[model] = frozen
+    return frozen
 
 
 class TFLiteRunner:
