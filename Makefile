@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: book chapter test venv browser clean bench-latency bench-qt
+.PHONY: book chapter test venv browser clean bench-latency bench-qt bench-predictor
 
 venv: $(VENV)/.installed
 
@@ -44,3 +44,6 @@ bench-latency: venv
 
 bench-qt: venv
 	$(BIN)/python tests/benchmarks/bench_qt.py
+
+bench-predictor: venv
+	$(BIN)/python tests/benchmarks/bench_predictor.py --profile $(PROFILE)

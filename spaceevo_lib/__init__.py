@@ -6,7 +6,7 @@ stage has its own subpackage (``data``, ``nn``, ``space``, ``export``, ``latency
 torch or TensorFlow.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import book, data, host, report  # noqa: E402
 from .config import (ParameterError, chapter_config, chapters, chapters_table,  # noqa: E402
@@ -16,7 +16,7 @@ from .data import (CorruptDataError, DataError, MissingDataError, load_imagenett
 from .report import paper_table1, paper_value  # noqa: E402
 from .store import Run, record  # noqa: E402
 
-_LAZY = ("export", "latency", "nn", "search", "space", "supernet")  # import torch / runtimes: loaded on first use
+_LAZY = ("export", "latency", "nn", "predictor", "search", "space", "supernet")  # import torch / runtimes: loaded on first use
 
 
 def __getattr__(name: str):

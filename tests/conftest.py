@@ -21,6 +21,15 @@ needs_data = pytest.mark.skipif(
     reason=f"no Imagenette in {data_dir()}: set {DATA_ENV} (CI sets ../shared/data)")
 
 
+def have_reference() -> bool:
+    return (data_dir() / "spaceevo-reference" / "search_result.yaml").is_file()
+
+
+needs_reference = pytest.mark.skipif(
+    not have_reference(),
+    reason=f"no SpaceEvo reference files in {data_dir()}: set {DATA_ENV} (CI sets ../shared/data)")
+
+
 @pytest.fixture
 def runs(tmp_path, monkeypatch) -> Path:
     """An empty artifact store for one test."""

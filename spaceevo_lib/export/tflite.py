@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import warnings
 import weakref
@@ -46,7 +47,16 @@ def convert_tflite(model: keras.Model, precision: str,
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     tf = _tensorflow()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_frozen_graph(model)])
+    # absl warns that a frozen concrete function without its Keras object takes the "deprecated
+    # conversion path": that path is the one that skips the SavedModel round trip (see
+    # _frozen_graph); the operators and outputs are the same (tests compare them)
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([_frozen_graph(model)])
+    finally:
+        absl.setLevel(level)
     if precision == "int8":
         if calibration is None or len(calibration) == 0:
             raise ValueError("INT8 conversion needs calibration images (N, H, W, C) float32")
@@ -65,11 +75,14 @@ def convert_tflite(model: keras.Model, precision: str,
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    # the Keras export step prints "Saved artifact at ..." for every conversion, and INT8
-    # warns that the (float) input has no statistics, which the representative data gives
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return bytes(converter.convert())
+    # INT8 warns that the (float) input has no statistics, which the representative data gives
+    absl.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return bytes(converter.convert())
+    finally:
+        absl.setLevel(level)
 
 
 # Keras model -> its traced, frozen batch-1 graph; FP32 and INT8 conversions share one trace.

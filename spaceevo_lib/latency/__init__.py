@@ -6,7 +6,8 @@ this package does not import onnxruntime or TensorFlow.
 
 The chapter's own layer: :func:`zoo_items` (what to time), :func:`measure_zoo` (time it on
 several devices, checkpointed in the store) and the tables and findings of
-:mod:`spaceevo_lib.latency.analysis`.
+:mod:`spaceevo_lib.latency.analysis`. :func:`run_jobs` (:mod:`.jobs`) measures many modules at
+once: converted in parallel worker processes, timed one by one (the predictor chapter uses it).
 """
 
 from .devices import (RECORD_COLUMNS, CompiledPair, Device, RuntimeUnavailable,
@@ -16,6 +17,7 @@ from .analysis import (block_speedups, conv1x1_sweep, findings, model_comparison
                        model_table, operator_speedups, quality_table,
                        release_comparison, summary_records)
 from .bench import calibration_images, device_table, measure_zoo  # noqa: E402
+from .jobs import Job, drift_normalized, retime_jobs, run_jobs  # noqa: E402
 from .zoo import ZooItem, zoo_items, zoo_sizes  # noqa: E402
 
 __all__ = [
@@ -23,5 +25,6 @@ __all__ = [
     "get_device", "list_devices", "measure", "register", "Protocol", "measure_pair",
     "time_runner", "block_speedups", "conv1x1_sweep", "findings", "model_comparison", "model_table",
     "operator_speedups", "quality_table", "release_comparison", "summary_records", "calibration_images",
-    "device_table", "measure_zoo", "ZooItem", "zoo_items", "zoo_sizes",
+    "device_table", "measure_zoo", "ZooItem", "zoo_items", "zoo_sizes", "Job",
+    "drift_normalized", "retime_jobs", "run_jobs",
 ]

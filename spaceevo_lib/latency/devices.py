@@ -39,9 +39,12 @@ calibration_images    count   real images used to calibrate activation ranges
 warmup, runs, rounds  count   Protocol settings; runs = timed runs per precision per round
                               actually used (Protocol.budget_ms may shorten them)
 fp32_median_ms        ms      median over all timed FP32 runs of the kept attempt
+fp32_min_ms           ms      fastest of those runs: the least disturbed one, the most
+                              repeatable statistic on a shared machine (the predictor's)
 fp32_iqr_ms           ms      interquartile range of the same runs
 fp32_rel_iqr          ratio   fp32_iqr_ms / fp32_median_ms
 int8_median_ms        ms      as above, INT8
+int8_min_ms           ms
 int8_iqr_ms           ms
 int8_rel_iqr          ratio
 speedup               ratio   median over rounds of (FP32 round median / INT8 round median)
@@ -87,7 +90,8 @@ RECORD_COLUMNS = (
     "device", "runtime", *VERSION_COLUMNS, "cpu_model", "vnni", "int8_flags", "threads",
     "xnnpack", "quant_format", "per_channel", "input_shape", "calibration_images",
     "warmup", "runs", "rounds",
-    "fp32_median_ms", "fp32_iqr_ms", "fp32_rel_iqr", "int8_median_ms", "int8_iqr_ms",
+    "fp32_median_ms", "fp32_min_ms", "fp32_iqr_ms", "fp32_rel_iqr", "int8_median_ms",
+    "int8_min_ms", "int8_iqr_ms",
     "int8_rel_iqr", "speedup", "speedup_iqr", "attempts", "noisy",
     "fp32_bytes", "int8_bytes", "int8_pearson_r", "int8_top1_agreement", "fp32_max_abs_err",
     "timestamp",
@@ -160,6 +164,11 @@ class Device(ABC):
     def compile(self, module, input_shape_nchw: Sequence[int], calibration_nchw: np.ndarray,
                 workdir: Path, threads: int = 1) -> CompiledPair:
         """Write FP32 and INT8 models of ``module`` into ``workdir`` and load their runners."""
+
+    @abstractmethod
+    def load(self, fp32_path: Path, int8_path: Path, threads: int = 1) -> tuple[Any, Any]:
+        """FP32 and INT8 runners of models that :meth:`compile` wrote (possibly in another
+        process: the parallel job runner compiles in workers and times in the parent)."""
 
     def check_outputs(self, pair: CompiledPair, images_nchw: np.ndarray,
                       module=None) -> dict[str, float]:
@@ -249,9 +258,12 @@ class OrtVnniDevice(Device):
                            opset=self.opset)
         int8 = quantize_onnx(fp32, workdir / f"{self.name}.int8.{self.fmt}.onnx",
                              calibration_nchw, fmt=self.fmt, per_channel=self.per_channel)
-        return CompiledPair(OrtRunner(fp32, threads), OrtRunner(int8, threads), self.fmt,
-                            self.per_channel, fp32, int8, fp32.stat().st_size,
-                            int8.stat().st_size)
+        return CompiledPair(*self.load(fp32, int8, threads), self.fmt, self.per_channel,
+                            fp32, int8, fp32.stat().st_size, int8.stat().st_size)
+
+    def load(self, fp32_path, int8_path, threads=1):
+        from ..export.onnx import OrtRunner
+        return OrtRunner(fp32_path, threads), OrtRunner(int8_path, threads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,11 +345,15 @@ class TFLiteDevice(Device):
             paths[prec] = workdir / f"tflite.{prec}.tflite"  # same models for every XNNPACK mode
             with atomic_path(paths[prec]) as tmp:
                 tmp.write_bytes(blob)
-        runners = {p: _NchwAdapter(TFLiteRunner(b, threads=threads, xnnpack=self.xnnpack))
-                   for p, b in blobs.items()}
-        return CompiledPair(runners["fp32"], runners["int8"], self.quant_format, True,
-                            paths["fp32"], paths["int8"], len(blobs["fp32"]),
-                            len(blobs["int8"]))
+        return CompiledPair(*self.load(paths["fp32"], paths["int8"], threads),
+                            self.quant_format, True, paths["fp32"], paths["int8"],
+                            len(blobs["fp32"]), len(blobs["int8"]))
+
+    def load(self, fp32_path, int8_path, threads=1):
+        from ..export.tflite import TFLiteRunner
+        return tuple(_NchwAdapter(TFLiteRunner(Path(p).read_bytes(), threads=threads,
+                                               xnnpack=self.xnnpack))
+                     for p in (fp32_path, int8_path))
 
 
 @register
@@ -423,6 +439,12 @@ def measure(device: Device | str, module, input_shape_nchw: Sequence[int],
         if workdir is not None:
             for src in (pair.fp32_path, pair.int8_path):
                 _copy_artifact(src, Path(workdir) / src.name)
+    return make_record(dev, shape, len(calib), protocol, pair, stats, check, meta)
+
+
+def make_record(dev: Device, shape: Sequence[int], n_calibration: int, protocol: Protocol,
+                pair: CompiledPair, stats: dict, check: dict, meta: dict) -> dict:
+    """One record of the schema above from a compiled pair, its timing and its checks."""
     host = _host()
     versions = {c: None for c in VERSION_COLUMNS} | dev.versions()
     record: dict[str, Any] = dict(meta)
@@ -431,7 +453,7 @@ def measure(device: Device | str, module, input_shape_nchw: Sequence[int],
         cpu_model=host["cpu_model"], vnni=bool(host["vnni"]),
         int8_flags=" ".join(host["int8_flags"]), threads=protocol.threads,
         xnnpack=dev.xnnpack, quant_format=pair.quant_format, per_channel=pair.per_channel,
-        input_shape=shape_str(shape), calibration_images=len(calib),
+        input_shape=shape_str(shape), calibration_images=n_calibration,
         warmup=protocol.warmup, runs=protocol.runs, rounds=protocol.rounds,
     )
     record.update({k: stats[k] for k in RECORD_COLUMNS if k in stats})

@@ -85,6 +85,7 @@ def _attempt(fp32: Runner, int8: Runner, p: Protocol, runs: int) -> dict:
         allt = np.concatenate(times[name])
         med = float(np.median(allt))
         res[f"{name}_median_ms"] = med
+        res[f"{name}_min_ms"] = float(np.min(allt))
         res[f"{name}_iqr_ms"] = _iqr(allt)
         res[f"{name}_rel_iqr"] = res[f"{name}_iqr_ms"] / med if med > 0 else float("inf")
     ratios_a = np.asarray(ratios)
@@ -97,7 +98,8 @@ def measure_pair(fp32_runner: Runner, int8_runner: Runner, protocol: Protocol = 
                  ) -> dict:
     """Time an FP32 and an INT8 runner (inputs already set) under ``protocol``.
 
-    Returns ``fp32_median_ms``, ``fp32_iqr_ms``, ``fp32_rel_iqr`` (same for ``int8``) over all
+    Returns ``fp32_median_ms``, ``fp32_min_ms``, ``fp32_iqr_ms``, ``fp32_rel_iqr`` (same for
+    ``int8``) over all
     timed runs; ``speedup`` = median over rounds of FP32 round median / INT8 round median, and
     ``speedup_iqr`` over rounds; ``attempts`` (1 + retries used), ``noisy`` (the kept
     attempt still has a rel. IQR above ``max_rel_iqr``) and ``runs`` (timed runs per precision

@@ -1,0 +1,331 @@
+"""Block-level latency predictors: one per device and hyperspace, both precisions.
+
+A subnet's latency is predicted as the sum of its units' predicted latencies
+(:mod:`spaceevo_lib.predictor.units`) times a *composition* factor: the median, over subnets
+measured whole and unit by unit (the additivity set), of whole / sum of units. It absorbs what
+isolated measurements add or miss per piece (one runtime call each; for onnxruntime INT8 the
+input quantization and output dequantization; caches that are warm for one block but not for
+a whole network).
+
+Unit latencies come from a :class:`UnitRegressor` per precision; its families
+(:data:`REGRESSORS`) are compared by cross-validation (:func:`compare_regressors`).
+
+Saving keeps what made the predictor, not a pickle: the training tables (Parquet) and a JSON
+of settings and composition terms. Loading refits, deterministically (fixed seeds), so a new
+scikit-learn can never fail to read a saved predictor.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from .._io import atomic_path, write_json
+from ..space.encoding import SpaceChoice, Subnet
+from .units import FEATURES, KERNEL_FEATURES, Unit, subnet_units, unit_features
+
+PRECISIONS = ("fp32", "int8")
+REGRESSORS = ("kernel", "kernel+gbr", "rf", "gbr")
+UNIT_COLUMNS = Unit._fields
+_KERNEL_COLS = [FEATURES.index(k) for k in KERNEL_FEATURES]
+
+
+def make_regressor(family: str, seed: int = 0):
+    """A fresh scikit-learn regressor for one model of ``family`` (see :class:`UnitRegressor`)."""
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+    from sklearn.linear_model import LinearRegression
+    if family == "rf":
+        return RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=1)
+    if family in ("gbr", "residual"):
+        return GradientBoostingRegressor(n_estimators=200, max_depth=2 if family == "residual"
+                                         else 3, learning_rate=0.05, random_state=seed)
+    if family == "kernel":
+        return LinearRegression(positive=True)
+    raise ValueError(f"regressor must be one of {', '.join(REGRESSORS)}; got {family!r}")
+
+
+def units_frame(units: Iterable[Unit]) -> pd.DataFrame:
+    return pd.DataFrame([u._asdict() for u in units], columns=list(UNIT_COLUMNS))
+
+
+def frame_units(df: pd.DataFrame) -> list[Unit]:
+    """Units from a table with the :class:`Unit` columns (e.g. a measurements table)."""
+    cols = [df[c].tolist() for c in UNIT_COLUMNS]
+    return [Unit(str(c), str(a), int(ci), int(co), int(k), float(e), int(s), int(hw), int(fe),
+                 int(fm)) for c, a, ci, co, k, e, s, hw, fe, fm in zip(*cols)]
+
+
+class UnitRegressor:
+    """Latency of units for one precision; ``family`` says how (:data:`REGRESSORS`):
+
+    * ``kernel``: one non-negative linear model over all units on their kernel features
+      (MACs per convolution kind, elements per activation family, SE, adds, kernel count),
+      fitted for relative error (weights 1/y^2). Its coefficients are per-kernel costs, e.g.
+      ms per million depthwise MACs or per million hswish elements;
+    * ``kernel+gbr``: that, times a gradient-boosted correction fitted on the log ratio of
+      measured to linear-predicted latency (what the linear costs miss: shapes the kernels
+      handle well or badly);
+    * ``rf`` / ``gbr``: one random forest / gradient-boosting model per unit group (block
+      code + activation) on all features, as nn-Meter fits one per kernel type; groups with
+      fewer than ``min_group`` units use the pooled ``kernel`` model.
+    """
+
+    def __init__(self, family: str = "kernel+gbr", seed: int = 0, min_group: int = 5):
+        if family not in REGRESSORS:
+            raise ValueError(f"regressor must be one of {', '.join(REGRESSORS)}; got {family!r}")
+        self.family, self.seed, self.min_group = family, seed, min_group
+        self.linear = None
+        self.residual = None
+        self.groups: dict[str, object] = {}
+
+    def fit(self, units: Sequence[Unit], y_ms: np.ndarray) -> UnitRegressor:
+        y = np.asarray(y_ms, dtype=np.float64)
+        if len(units) != len(y) or not len(y):
+            raise ValueError(f"need one latency per unit and at least one; got {len(units)} "
+                             f"units and {len(y)} latencies")
+        if not np.all(np.isfinite(y)) or np.any(y <= 0):
+            raise ValueError("latencies must be finite and > 0 ms")
+        x = unit_features(units)
+        self.linear = make_regressor("kernel").fit(x[:, _KERNEL_COLS], y, sample_weight=y ** -2.0)
+        self.residual, self.groups = None, {}
+        if self.family == "kernel+gbr" and len(y) >= self.min_group:
+            base = self._linear(x)
+            self.residual = make_regressor("residual", self.seed).fit(np.log1p(x),
+                                                                      np.log(y / base))
+        elif self.family in ("rf", "gbr"):
+            g = np.array([u.group for u in units])
+            for name in sorted(set(g)):
+                m = g == name
+                if m.sum() >= self.min_group:
+                    self.groups[name] = make_regressor(self.family, self.seed).fit(x[m], y[m])
+        return self
+
+    def _linear(self, x: np.ndarray) -> np.ndarray:
+        return np.maximum(self.linear.predict(x[:, _KERNEL_COLS]), 1e-4)
+
+    @property
+    def kernel_costs(self) -> dict[str, float]:
+        """The linear model's cost per kernel feature (ms per million MACs/elements)."""
+        return {k: float(c) * 1e6 for k, c in zip(KERNEL_FEATURES, self.linear.coef_)}
+
+    def predict(self, units: Sequence[Unit]) -> np.ndarray:
+        if self.linear is None:
+            raise RuntimeError("fit the regressor first")
+        x = unit_features(units)
+        out = self._linear(x)
+        if self.residual is not None:
+            out = out * np.exp(self.residual.predict(np.log1p(x)))
+        if self.groups:
+            g = np.array([u.group for u in units])
+            for name, model in self.groups.items():
+                m = g == name
+                if m.any():
+                    out[m] = model.predict(x[m])
+        return np.maximum(out, 1e-4)
+
+
+#: ``norm``: the fastest run with the machine's drift divided out (``latency.jobs.
+#: drift_normalized``); ``min``: the fastest timed run; ``median``: the median run.
+STATS = ("norm", "min", "median")
+
+
+def latency_column(precision: str, stat: str) -> str:
+    """The measurement column a predictor learns: ``<precision>_<stat>_ms``."""
+    if stat not in STATS:
+        raise ValueError(f"latency statistic must be one of {STATS}; got {stat!r}")
+    return f"{precision}_{stat}_ms"
+
+
+def compare_regressors(units_table: pd.DataFrame, families: Sequence[str] = REGRESSORS,
+                       folds: int = 5, seed: int = 0, min_group: int = 5,
+                       stat: str = "min") -> pd.DataFrame:
+    """K-fold cross-validation of each family on measured units, per precision.
+
+    Returns one row per (family, precision) with unit-level RMSPE (%) and the share within
+    +-10 %; the predictor uses the family with the lowest mean RMSPE.
+    """
+    from sklearn.model_selection import KFold
+    units = frame_units(units_table)
+    rows = []
+    n_splits = max(2, min(folds, len(units)))
+    for prec in PRECISIONS:
+        y = units_table[latency_column(prec, stat)].to_numpy(float)
+        for fam in families:
+            pred = np.empty_like(y)
+            for tr, te in KFold(n_splits, shuffle=True, random_state=seed).split(y):
+                reg = UnitRegressor(fam, seed, min_group).fit([units[i] for i in tr], y[tr])
+                pred[te] = reg.predict([units[i] for i in te])
+            m = error_metrics(pred, y)
+            rows.append({"family": fam, "precision": prec, "units": len(y),
+                         "unit_rmspe_pct": m["rmspe_pct"], "unit_within_10pct": m["within_10pct"]})
+    return pd.DataFrame(rows)
+
+
+def best_family(comparison: pd.DataFrame) -> str:
+    """The family with the lowest cross-validated unit RMSPE, averaged over precisions."""
+    return str(comparison.groupby("family")["unit_rmspe_pct"].mean().idxmin())
+
+
+def error_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """nn-Meter's metrics: RMSE (ms), RMSPE (%), shares within +-5/10/15 % (in %)."""
+    p, t = np.asarray(pred, float), np.asarray(true, float)
+    rel = (p - t) / t
+    return {"n": int(len(t)), "rmse_ms": float(np.sqrt(np.mean((p - t) ** 2))),
+            "rmspe_pct": float(100 * np.sqrt(np.mean(rel ** 2))),
+            **{f"within_{b}pct": float(100 * np.mean(np.abs(rel) <= b / 100))
+               for b in (5, 10, 15)}}
+
+
+class LatencyPredictor:
+    """Latency of subnets of ``hyperspace`` on ``device``, FP32 and INT8, in ms.
+
+    ``stat`` is the measured statistic it learns and predicts (:data:`STATS`): ``min``
+    (default: the fastest timed run, the least disturbed on a shared machine), ``median``, or
+    ``norm`` (the fastest run rescaled by a reference block timed around it).
+
+    ``predict(subnets, "int8", space=...)`` is the search API: a batch of subnet descriptions
+    (strings or :class:`~spaceevo_lib.space.Subnet`) of one candidate space, or
+    ``(space, subnet)`` pairs, in; a float array out. Unit predictions are cached, so a
+    search that revisits blocks pays only for sums.
+    """
+
+    def __init__(self, device: str, hyperspace: str, family: str = "kernel+gbr", seed: int = 0,
+                 min_group: int = 5, stat: str = "min"):
+        UnitRegressor(family)  # validates the family
+        latency_column("fp32", stat)  # validates the statistic
+        self.device, self.hyperspace, self.family, self.stat = device, hyperspace, family, stat
+        self.seed, self.min_group = seed, min_group
+        self.regressors: dict[str, UnitRegressor] = {}
+        self.composition: dict[str, float] = {p: 1.0 for p in PRECISIONS}
+        self.units_table: pd.DataFrame | None = None
+        self.whole_table: pd.DataFrame | None = None
+        self._cache: dict[str, dict[Unit, float]] = {p: {} for p in PRECISIONS}
+
+    @property
+    def name(self) -> str:
+        return f"{self.device}@{self.hyperspace}"
+
+    # --- fitting
+
+    def fit(self, units_table: pd.DataFrame, whole_table: pd.DataFrame | None = None
+            ) -> LatencyPredictor:
+        """Fit on measured units (columns of :class:`Unit` + the latency columns of
+        :func:`latency_column`); ``whole_table`` (``space``, ``subnet``, the same latency
+        columns) fits the composition factor; without it the factor is 1."""
+        self.units_table = units_table.reset_index(drop=True)
+        self.whole_table = None if whole_table is None else whole_table.reset_index(drop=True)
+        units = frame_units(self.units_table)
+        for p in PRECISIONS:
+            self.regressors[p] = UnitRegressor(self.family, self.seed, self.min_group).fit(
+                units, self.units_table[latency_column(p, self.stat)].to_numpy(float))
+            self._cache[p] = {}
+        if self.whole_table is not None and len(self.whole_table):
+            self._fit_composition(units)
+        return self
+
+    def _fit_composition(self, units: list[Unit]) -> None:
+        """Composition factor per precision: median of whole / sum of measured units."""
+        wt = self.whole_table
+        per = [subnet_units(s, n) for s, n in zip(wt["space"], wt["subnet"])]
+        for p in PRECISIONS:
+            measured = dict(zip(units, self.units_table[latency_column(p, self.stat)]))
+            missing = [u for us in per for u in us if u not in measured]
+            if missing:
+                raise ValueError(f"every unit of the additivity subnets must be measured; "
+                                 f"missing e.g. {missing[0]}")
+            parts = np.array([sum(measured[u] for u in us) for us in per])
+            whole = wt[latency_column(p, self.stat)].to_numpy(float)
+            self.composition[p] = float(np.median(whole / parts))
+
+    # --- prediction
+
+    def _check_precision(self, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+        if precision not in self.regressors:
+            raise RuntimeError(f"predictor {self.name} is not fitted")
+
+    def predict_units(self, units: Sequence[Unit], precision: str) -> np.ndarray:
+        self._check_precision(precision)
+        cache = self._cache[precision]
+        new = [u for u in dict.fromkeys(units) if u not in cache]
+        if new:
+            cache.update(zip(new, self.regressors[precision].predict(new).tolist()))
+        return np.fromiter((cache[u] for u in units), dtype=np.float64, count=len(units))
+
+    def _units_of(self, subnets, space) -> list[list[Unit]]:
+        out = []
+        for item in subnets:
+            if space is not None:
+                sp, sub = space, item
+            else:
+                if not isinstance(item, tuple) or len(item) != 2:
+                    raise TypeError("without space=, give (space, subnet) pairs; got "
+                                    f"{type(item).__name__}")
+                sp, sub = item
+            sp = sp if isinstance(sp, SpaceChoice) else SpaceChoice.decode(sp)
+            if sp.hyperspace != self.hyperspace:
+                raise ValueError(f"predictor {self.name} covers hyperspace {self.hyperspace!r};"
+                                 f" got a subnet of {sp.hyperspace!r}")
+            out.append(subnet_units(sp, sub))
+        return out
+
+    def predict(self, subnets: Iterable[Subnet | str | tuple], precision: str = "int8",
+                space: SpaceChoice | str | None = None) -> np.ndarray:
+        """Predicted latency (ms) of each subnet; every description is validated against the
+        hyperspace first (EncodingError names the offending field)."""
+        self._check_precision(precision)
+        return self.predict_unit_lists(self._units_of(subnets, space), precision)
+
+    def predict_unit_lists(self, networks: Sequence[Sequence[Unit]], precision: str = "int8"
+                           ) -> np.ndarray:
+        """Predicted latency (ms) of networks given as their units (e.g. a torchvision
+        baseline from :func:`~spaceevo_lib.predictor.units.baseline_units`)."""
+        self._check_precision(precision)
+        n = np.array([len(u) for u in networks], dtype=np.float64)
+        if not len(networks):
+            return np.empty(0)
+        flat = [u for us in networks for u in us]
+        vals = self.predict_units(flat, precision)
+        starts = np.r_[0, np.cumsum(n[:-1])].astype(int)
+        return np.add.reduceat(vals, starts) * self.composition[precision]
+
+    # --- persistence
+
+    def save(self, folder: Path | str, name: str | None = None) -> Path:
+        """Write ``<name>.json`` (settings, composition) and the two training tables."""
+        if self.units_table is None:
+            raise RuntimeError("fit the predictor before saving it")
+        folder = Path(folder)
+        stem = name or f"predictor-{self.device}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for kind, table in (("units", self.units_table), ("whole", self.whole_table)):
+            if table is not None:
+                with atomic_path(folder / f"{stem}-{kind}.parquet") as tmp:
+                    table.to_parquet(tmp, index=False)
+        meta = {"device": self.device, "hyperspace": self.hyperspace, "family": self.family,
+                "stat": self.stat,
+                "seed": self.seed, "min_group": self.min_group,
+                "composition": self.composition, "whole": self.whole_table is not None,
+                "spaceevo_lib": __version__,
+                "note": "refit from the tables on load (no pickles): see predictor.model"}
+        return write_json(folder / f"{stem}.json", meta)
+
+    @classmethod
+    def load(cls, folder: Path | str, name: str) -> LatencyPredictor:
+        folder = Path(folder)
+        path = folder / f"{name}.json"
+        if not path.exists():
+            have = sorted(p.stem for p in folder.glob("predictor-*.json"))
+            raise FileNotFoundError(f"no saved predictor {name!r} in {folder}; saved: "
+                                    f"{', '.join(have) or 'none (run the predictor chapter)'}")
+        meta = json.loads(path.read_text())
+        units = pd.read_parquet(folder / f"{name}-units.parquet")
+        whole = pd.read_parquet(folder / f"{name}-whole.parquet") if meta["whole"] else None
+        return cls(meta["device"], meta["hyperspace"], meta["family"], meta["seed"],
+                   meta["min_group"], meta["stat"]).fit(units, whole)

@@ -1,0 +1,193 @@
+"""What the predictor is trained and validated on: units and whole subnets of a hyperspace,
+drawn from its real ranges, measured through the latency chapter's devices and protocol.
+
+* :func:`random_subnets`: uniformly random candidate spaces (block type and width window per
+  stage), then a uniformly random subnet of each at one of the hyperspace's resolutions.
+* The **additivity set**: a few random subnets measured whole *and* unit by unit; it shows
+  how far isolated block latencies add up and fits the predictor's composition term.
+* **Adaptive sampling** (nn-Meter): each round measures a probe of new random units, finds the
+  ones the current predictor gets most wrong, and measures more units of the same block type
+  at the same stage of the same candidate space (their neighbourhood in configuration space).
+* The **validation set**: other random subnets plus the published SEQnets (at the
+  hyperspace's scale), measured whole and never used for fitting.
+
+Every measurement is a :class:`~spaceevo_lib.latency.jobs.Job`, checkpointed in the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..latency.jobs import Job, run_jobs
+from ..latency.protocol import Protocol
+from ..space.encoding import SpaceChoice, Subnet, published_spaces, published_subnets
+from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
+from .units import Unit, build_unit, scale_subnet, subnet_units, unit_spec
+
+
+def random_space(hs: Hyperspace, rng: np.random.Generator) -> SpaceChoice:
+    n = len(hs.window_counts)
+    blocks = tuple(int(b) for b in rng.integers(len(hs.blocks), size=n))
+    return SpaceChoice(hs.name, blocks, tuple(int(rng.integers(c)) for c in hs.window_counts))
+
+
+def random_subnet(sp: SpaceChoice, rng: np.random.Generator) -> Subnet:
+    from ..space.encoding import sample_subnet
+    hs = sp.spec
+    return sample_subnet(hs, sp, rng, resolutions=hs.resolutions)
+
+
+def random_subnets(hyperspace: Hyperspace | str, n: int, rng: np.random.Generator
+                   ) -> list[tuple[str, str]]:
+    """``n`` (space, subnet) encodings: a random space each, a random subnet of it."""
+    hs = as_hyperspace(hyperspace)
+    out = []
+    for _ in range(n):
+        sp = random_space(hs, rng)
+        out.append((sp.encode(), random_subnet(sp, rng).encode()))
+    return out
+
+
+def seqnets(hyperspace: Hyperspace | str) -> list[tuple[str, str, str]]:
+    """(name, space, subnet) of the published SEQnets of ``hyperspace`` or of its base (mapped
+    to its scale by :func:`~spaceevo_lib.predictor.units.scale_subnet`)."""
+    hs = as_hyperspace(hyperspace)
+    base = hs.base or hs.name
+    spaces = published_spaces()
+    out = []
+    for name, (space_name, sub) in published_subnets().items():
+        sp = spaces[space_name]
+        if sp.hyperspace != base:
+            continue
+        tsp, tsub = scale_subnet(sub, sp, hs.name)
+        out.append((name, tsp.encode(), tsub.encode()))
+    return out
+
+
+def build_subnet_module(space: str, subnet: str):
+    """A subnet's static network from its encodings (a picklable :class:`Job` builder)."""
+    from ..space.build import build_subnet
+    return build_subnet(space, subnet)
+
+
+def build_baseline(name: str):
+    """A torchvision baseline with random weights (a picklable :class:`Job` builder)."""
+    from ..nn.models import create_model
+    return create_model(name)
+
+
+#: The fixed block timed around every measurement (a drift reference): a MobileNetV2 block,
+#: 32 channels at 28x28, a fraction of a millisecond on either runtime.
+REFERENCE_UNIT = Unit("MBv2Res", "relu6", 32, 32, 3, 4.0, 1, 28)
+
+
+def _unit_meta(u: Unit) -> dict:
+    return {"kind": "unit", **u._asdict()}
+
+
+@dataclass(frozen=True)
+class Measurer:
+    """Measures units and subnets on one device into the run's tables."""
+
+    device: str
+    run: object
+    images: np.ndarray
+    protocol: Protocol = Protocol()
+    workers: int = 0
+    seed: int = 0
+    progress: bool = True
+    options: tuple = ()
+
+    def units(self, units: Sequence[Unit], table: str = "units") -> pd.DataFrame:
+        """Measured latencies of ``units`` (deduplicated) with the :class:`Unit` columns."""
+        jobs = [Job.make(self.device, build_unit, unit_spec(u), u.input_shape, _unit_meta(u),
+                         dict(self.options), self.protocol) for u in dict.fromkeys(units)]
+        return self._run(jobs, f"{table}-{self.device}")
+
+    def subnets(self, pairs: Sequence[tuple[str, str]], names: Sequence[str] | None = None,
+                table: str = "subnets", keep_models: bool = False) -> pd.DataFrame:
+        """Measured latencies of whole subnets (``space``, ``subnet`` and ``name`` columns)."""
+        return self._run(self.subnet_jobs(pairs, names), f"{table}-{self.device}", keep_models)
+
+    def retest(self, pairs: Sequence[tuple[str, str]], names: Sequence[str] | None = None,
+               table: str = "validation") -> pd.DataFrame:
+        """Time subnets measured by :meth:`subnets` (with ``keep_models``) a second time."""
+        from ..latency.jobs import retime_jobs
+        return retime_jobs(self.subnet_jobs(pairs, names), self.images, self.run,
+                           f"retest-{self.device}", f"{table}-{self.device}", self.protocol,
+                           self.seed, self.progress, self.reference())
+
+    def reference(self) -> Job:
+        """The drift-reference job of this device (:data:`REFERENCE_UNIT`)."""
+        u = REFERENCE_UNIT
+        return Job.make(self.device, build_unit, unit_spec(u), u.input_shape,
+                        {"kind": "reference", **u._asdict()}, dict(self.options), self.protocol)
+
+    def baselines(self, names: Sequence[str], resolution: int, table: str = "validation"
+                  ) -> pd.DataFrame:
+        """Measured latencies of torchvision baselines (rows like :meth:`subnets`' with space
+        ``torchvision`` and subnet ``<name>@r<resolution>``)."""
+        from .units import baseline_units
+        jobs = []
+        for name in names:
+            n_units = len(baseline_units(name, resolution))  # refuses unpriceable models
+            jobs.append(Job.make(self.device, build_baseline, {"name": name},
+                                 (1, 3, resolution, resolution),
+                                 {"kind": "baseline", "name": name, "space": "torchvision",
+                                  "subnet": f"{name}@r{resolution}", "n_units": n_units},
+                                 dict(self.options), self.protocol))
+        return self._run(jobs, f"{table}-baselines-{self.device}")
+
+    def subnet_jobs(self, pairs: Sequence[tuple[str, str]], names: Sequence[str] | None = None
+                    ) -> list[Job]:
+        names = list(names) if names is not None else ["random"] * len(pairs)
+        jobs, seen = [], set()
+        for (sp, sub), name in zip(pairs, names):
+            if (sp, sub) in seen:
+                continue
+            seen.add((sp, sub))
+            r = Subnet.decode(sub).resolution
+            jobs.append(Job.make(self.device, build_subnet_module, {"space": sp, "subnet": sub},
+                                 (1, 3, r, r), {"kind": "subnet", "name": name, "space": sp,
+                                                "subnet": sub, "n_units": len(
+                                                    subnet_units(sp, sub))},
+                                 dict(self.options), self.protocol))
+        return jobs
+
+    def _run(self, jobs: list[Job], table: str, keep_models: bool = False) -> pd.DataFrame:
+        jobs = [j for j in jobs if j.key != self.reference().key]
+        return run_jobs(jobs, self.images, self.run, table, self.protocol, self.workers,
+                        self.seed, keep_models=keep_models, progress=self.progress,
+                        reference=self.reference())
+
+
+def neighbours(u_space: str, stage: str, code: str, rng: np.random.Generator, n: int,
+               exclude: set[Unit]) -> list[Unit]:
+    """Up to ``n`` new units of block ``code`` at ``stage`` of candidate space ``u_space``,
+    from fresh random subnets of that space (configurations near a badly predicted one)."""
+    sp = SpaceChoice.decode(u_space)
+    i = STAGE_NAMES.index(stage)
+    out: list[Unit] = []
+    for _ in range(20 * n):
+        sub = random_subnet(sp, rng)
+        start = sum(sub.depths[:i])
+        for u in subnet_units(sp, sub, validate=False)[start:start + sub.depths[i]]:
+            if u.code == code and u not in exclude and u not in out:
+                out.append(u)
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+def located_units(pairs: Sequence[tuple[str, str]]) -> list[tuple[Unit, str, str]]:
+    """(unit, space, stage) of every unit of the given subnets (the head has stage 'head')."""
+    out = []
+    for sp, sub in pairs:
+        s = Subnet.decode(sub)
+        stages = [name for name, d in zip(STAGE_NAMES, s.depths) for _ in range(d)] + ["head"]
+        out += [(u, sp, st) for u, st in zip(subnet_units(sp, s), stages)]
+    return out

@@ -1,0 +1,344 @@
+"""Subnets as sums of *units*: the blocks the runtimes execute as one piece, and their costs.
+
+The latency predictor works at block level (the chapter measures why: every runtime fuses
+conv + BN + activation, and the INT8 runtimes keep a block's inside in integer arithmetic, so a
+block is the smallest piece whose isolated latency adds up). A subnet of a candidate space is
+``first_conv``, the blocks of ``stage0`` .. ``stage6`` and the head; each becomes one
+:class:`Unit` row: block code, activation, input/output widths, kernel, expand ratio, stride
+and input side. The same rows build the PyTorch module that is measured
+(:func:`build_unit`) and give the analytic features the regressors use (:func:`unit_features`:
+MACs, parameters, tensor sizes), counted exactly as :mod:`spaceevo_lib.space.flops` counts the
+built module (a test checks it block type by block type).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ..space.encoding import SpaceChoice, Subnet
+from ..space.hyperspace import as_hyperspace, make_divisible
+
+HEAD = "Head"
+#: Numeric features of a unit, in the order of :func:`unit_features`' columns.
+FEATURES = ("cin", "cout", "hw", "k", "e", "stride", "macs", "params", "in_elems",
+            "out_elems", "hidden_elems", "macs_conv", "macs_pw", "macs_dw", "macs_fc",
+            "out_conv", "out_pw", "out_dw", "act_relu", "act_hswish", "act_swish", "se_elems",
+            "se_count", "add_elems", "pool_elems", "n_kernels")
+
+
+class Unit(NamedTuple):
+    """One block as it sits in a subnet. ``e`` is 0.0 where the block has no expand ratio;
+    ``fe``/``fm`` are the head's final-expand and feature-mix widths (0 elsewhere)."""
+
+    code: str
+    act: str
+    cin: int
+    cout: int
+    k: int
+    e: float
+    stride: int
+    hw: int
+    fe: int = 0
+    fm: int = 0
+
+    @property
+    def group(self) -> str:
+        """The regressor a unit belongs to: its block code and activation."""
+        return f"{self.code}/{self.act}"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (1, self.cin, self.hw, self.hw)
+
+
+def _as_space(space: SpaceChoice | str) -> SpaceChoice:
+    return space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
+
+
+def _as_subnet(subnet: Subnet | str) -> Subnet:
+    return subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet)
+
+
+def subnet_units(space: SpaceChoice | str, subnet: Subnet | str,
+                 validate: bool = True) -> list[Unit]:
+    """The units of ``subnet`` in ``space``, in network order (head last).
+
+    With ``validate`` (default) the subnet is checked against the space first: a description
+    outside the hyperspace raises :class:`~spaceevo_lib.space.EncodingError` naming the field,
+    the stage and what is allowed.
+    """
+    sp, sub = _as_space(space), _as_subnet(subnet)
+    hs = sp.spec
+    if validate:
+        sub.validate(hs, sp)
+    units: list[Unit] = []
+    cin, hw = 3, sub.resolution
+    for name, blocks in sub.stage_blocks().items():
+        spec, stride = sp.block(name), hs.stage(name).stride
+        for i, (k, w, e) in enumerate(blocks):
+            s = stride if i == 0 else 1
+            units.append(Unit(spec.code, spec.activation, cin, w, k, float(e or 0.0), s, hw))
+            cin, hw = w, _out(hw, s)
+    fe, fm = hs.final_expand, hs.feature_mix
+    units.append(Unit(HEAD, fe.activation, cin, hs.n_classes, 1, 0.0, 1, hw, fe.width,
+                      fm.width))
+    return units
+
+
+def _out(hw: int, stride: int) -> int:
+    """Output side of a 'same'-padded odd-kernel conv: ceil(hw / stride)."""
+    return -(-hw // stride)
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+def build_unit(code: str, act: str, cin: int, cout: int, k: int, e: float, stride: int,
+               hw: int = 0, fe: int = 0, fm: int = 0):
+    """The PyTorch module of one unit (the keyword form of :class:`Unit`, so that latency
+    jobs can rebuild it in a worker process)."""
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from ..nn.blocks import ConvBNAct, create_block
+    from ..space.build import mbv2_block
+    if code == HEAD:  # fm = 0: no feature-mix conv (torchvision's MobileNetV2 head)
+        parts = OrderedDict(final_expand=ConvBNAct(cin, fe, 1, 1, act),
+                            pool=nn.AdaptiveAvgPool2d(1))
+        if fm:
+            parts["feature_mix"] = ConvBNAct(fe, fm, 1, 1, act)
+        parts.update(flatten=nn.Flatten(1), linear=nn.Linear(fm or fe, cout))
+        return nn.Sequential(parts)
+    if code == "FirstConv":
+        return ConvBNAct(cin, cout, k, stride, act)
+    if code == "MBv2":
+        return mbv2_block(cin, cout, k, stride, e or 1.0, act)
+    return create_block(code, cin, cout, k, stride, e or None, act)
+
+
+def unit_spec(u: Unit) -> dict:
+    """Keyword arguments of :func:`build_unit` (plain Python types, picklable)."""
+    return {"code": u.code, "act": u.act, "cin": int(u.cin), "cout": int(u.cout), "k": int(u.k),
+            "e": float(u.e), "stride": int(u.stride), "hw": int(u.hw), "fe": int(u.fe),
+            "fm": int(u.fm)}
+
+
+# ----------------------------------------------------------------------------- analytic cost
+
+#: Kernel-level cost features of a unit (sums over its layers), the linear model's inputs:
+#: MACs and output elements per convolution kind, elements through each activation family
+#: (relu/relu6, hswish, swish), squeeze-excite, residual-add and pooling elements, and the
+#: number of kernels (a per-kernel overhead).
+KERNEL_FEATURES = ("macs_conv", "macs_pw", "macs_dw", "macs_fc", "out_conv", "out_pw",
+                   "out_dw", "act_relu", "act_hswish", "act_swish", "se_elems", "se_count",
+                   "add_elems", "pool_elems", "in_elems", "n_kernels")
+_ACT_FAMILY = {"relu": "act_relu", "relu6": "act_relu", "hswish": "act_hswish",
+               "swish": "act_swish", "none": None}
+
+
+class _Cost:
+    """Accumulates a unit's layers: MACs, parameters and the kernel features."""
+
+    def __init__(self) -> None:
+        self.macs = 0
+        self.params = 0
+        self.f = dict.fromkeys(KERNEL_FEATURES, 0.0)
+
+    def conv(self, cin: int, cout: int, k: int, hw_out: int, groups: int = 1, act: str = "none",
+             bias: bool = False, bn: bool = True) -> None:
+        w = cout * (cin // groups) * k * k
+        macs, out = w * hw_out * hw_out, cout * hw_out * hw_out
+        self.macs += macs
+        self.params += w + (cout if bias else 0) + (2 * cout if bn else 0)
+        kind = "dw" if groups > 1 else ("pw" if k == 1 else "conv")
+        self.f[f"macs_{kind}"] += macs
+        self.f[f"out_{kind}"] += out
+        self.f["n_kernels"] += 1
+        self.activation(act, out)
+
+    def activation(self, act: str, elems: int) -> None:
+        fam = _ACT_FAMILY[act]
+        if fam:
+            self.f[fam] += elems
+
+    def se(self, channels: int, mid: int, hw: int) -> None:
+        self.conv(channels, mid, 1, 1, act="relu", bias=True, bn=False)
+        self.conv(mid, channels, 1, 1, bias=True, bn=False)
+        self.f["se_elems"] += channels * hw * hw  # pool + gate multiply over the map
+        self.f["se_count"] += 1
+
+    def add(self, elems: int) -> None:
+        self.f["add_elems"] += elems
+        self.f["n_kernels"] += 1
+
+
+def _unit_cost(u: Unit) -> tuple[_Cost, int]:
+    """The unit's layers, mirroring :mod:`spaceevo_lib.nn.blocks` and ``space.build``; returns
+    the accumulated cost and the widest inner tensor's elements."""
+    c, hw_in, s, act = u.code, u.hw, u.stride, u.act
+    hw = _out(hw_in, s)
+    cost = _Cost()
+    cost.f["in_elems"] = u.cin * hw_in * hw_in
+    shortcut = s != 1 or u.cin != u.cout
+    out_elems = u.cout * hw * hw
+    if c == HEAD:
+        cost.conv(u.cin, u.fe, 1, hw_in, act=act)
+        cost.f["pool_elems"] += u.fe * hw_in * hw_in
+        if u.fm:
+            cost.conv(u.fe, u.fm, 1, 1, act=act)
+        width = u.fm or u.fe
+        cost.macs += width * u.cout
+        cost.params += width * u.cout + u.cout
+        cost.f["macs_fc"] += width * u.cout
+        cost.f["n_kernels"] += 1
+        return cost, u.fe * hw_in * hw_in
+    if c == "FirstConv":
+        cost.conv(u.cin, u.cout, u.k, hw, act=act)
+        return cost, out_elems
+    if c == "MBv1Dual":
+        cost.conv(u.cin, u.cin, u.k, hw, u.cin, act)
+        cost.conv(u.cin, u.cout, 1, hw, act=act)
+        cost.conv(u.cout, u.cout, u.k, hw, u.cout, act)
+        cost.conv(u.cout, u.cout, 1, hw, act=act)
+        hidden = max(u.cin, u.cout)
+    elif c in ("MBv2", "MBv2Res", "MBv3Res", "MBv2K3Res", "MBv3K3Res"):
+        hidden = make_divisible(u.e * u.cin)
+        if hidden != u.cin:
+            cost.conv(u.cin, hidden, 1, hw_in, act=act)
+        if "K3" in c:  # 1-3 stacked 3x3 depthwise convs, one BN + act after the stack
+            n = {3: 1, 5: 2, 7: 3}[u.k]
+            for i in range(n):
+                last = i == n - 1
+                cost.conv(hidden, hidden, 3, hw, hidden, act if last else "none", bn=last)
+        else:
+            cost.conv(hidden, hidden, u.k, hw, hidden, act)
+        if c in ("MBv3Res", "MBv3K3Res"):
+            cost.se(hidden, make_divisible(hidden // 4), hw)
+        cost.conv(hidden, u.cout, 1, hw)
+        if c == "MBv2":
+            shortcut = False  # mbv2_block: identity residual only, never a 1x1 shortcut
+            if not (s == 1 and u.cin == u.cout):
+                return cost, hidden * hw * hw
+    elif c in ("ResNet", "ResNetSE"):
+        hidden = make_divisible(u.e * u.cout)
+        cost.conv(u.cin, hidden, 1, hw_in, act=act)
+        cost.conv(hidden, hidden, u.k, hw, act=act)
+        if c == "ResNetSE":
+            cost.se(hidden, make_divisible(u.cin // 4), hw)
+        cost.conv(hidden, u.cout, 1, hw)
+    elif c in ("FusedMBRes", "FusedMBSERes"):
+        hidden = make_divisible(u.e * u.cin)
+        cost.conv(u.cin, hidden, u.k, hw, act=act)
+        if c == "FusedMBSERes":
+            cost.se(hidden, make_divisible(u.cin // 4), hw)
+        cost.conv(hidden, u.cout, 1, hw)
+    else:
+        raise KeyError(f"unit code {c!r} has no cost model; known: FirstConv, MBv2, Head and "
+                       "the hyperspace block codes")
+    if shortcut:
+        cost.conv(u.cin, u.cout, 1, hw)
+    cost.add(out_elems)
+    if c in ("ResNet", "ResNetSE"):
+        cost.activation(act, out_elems)  # post-add activation
+    return cost, hidden * hw * hw
+
+
+def unit_cost(u: Unit) -> dict[str, float]:
+    """Analytic MACs, parameters, tensor sizes and kernel features of one unit (batch 1)."""
+    cost, hidden_elems = _unit_cost(u)
+    hw_out = 1 if u.code == HEAD else _out(u.hw, u.stride)
+    return {"macs": float(cost.macs), "params": float(cost.params),
+            "in_elems": float(u.cin * u.hw * u.hw),
+            "out_elems": float(u.cout * hw_out * hw_out), "hidden_elems": float(hidden_elems),
+            **{k: float(v) for k, v in cost.f.items()}}
+
+
+def unit_features(units: Sequence[Unit]) -> np.ndarray:
+    """(len(units), len(FEATURES)) float array: raw configuration and analytic costs."""
+    rows = []
+    for u in units:
+        c = unit_cost(u)
+        rows.append([u.cin, u.cout, u.hw, u.k, u.e, u.stride, c["macs"], c["params"],
+                     c["in_elems"], c["out_elems"], c["hidden_elems"],
+                     *(c[k] for k in KERNEL_FEATURES if k != "in_elems")])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+
+
+#: torchvision models made only of the hyperspaces' units (checked by a test), so that the
+#: predictors can price them; the others use blocks no hyperspace has.
+BASELINES = ("mobilenet_v2",)
+_OUTSIDE = {"mobilenet_v3_small": "its inverted residuals skip the shortcut when shapes change "
+                                  "and place SE and hswish per layer",
+            "mobilenet_v3_large": "its inverted residuals skip the shortcut when shapes change "
+                                  "and place SE and hswish per layer",
+            "efficientnet_b0": "its MBConv squeeze-excite is sized from the block input and it "
+                               "uses stochastic depth",
+            "resnet18": "its BasicBlock (two 3x3 convolutions) is in no hyperspace",
+            "resnet50": "its bottleneck's expansion and ReLU placement differ from ResNetBlock"}
+
+
+def baseline_units(name: str, resolution: int, n_classes: int = 1000) -> list[Unit]:
+    """The units of a torchvision baseline (see :data:`BASELINES`), read off the model.
+
+    torchvision's MobileNetV2 is a FirstConv (ReLU6), inverted residuals that are exactly the
+    hyperspaces' ``MBv2`` block with ReLU6 (expand conv skipped at ratio 1, identity shortcut
+    only when the shape is kept), and a head without the feature-mix conv (``fm = 0``).
+    """
+    if name not in BASELINES:
+        why = _OUTSIDE.get(name, "it is not a torchvision baseline of this study")
+        raise KeyError(f"{name!r} cannot be priced by a block predictor: {why}; priceable "
+                       f"baselines: {', '.join(BASELINES)}")
+    import torchvision
+    from torch import nn
+    m = getattr(torchvision.models, name)(weights=None, num_classes=n_classes)
+    convs = lambda mod: [c for c in mod.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
+    first = convs(m.features[0])[0]
+    units = [Unit("FirstConv", "relu6", 3, first.out_channels, first.kernel_size[0], 0.0,
+                  first.stride[0], resolution)]
+    hw = _out(resolution, first.stride[0])
+    for blk in m.features[1:-1]:
+        cs = convs(blk)
+        dw = next(c for c in cs if c.groups > 1)
+        cin, cout = cs[0].in_channels, cs[-1].out_channels
+        units.append(Unit("MBv2", "relu6", cin, cout, dw.kernel_size[0],
+                          dw.out_channels / cin, dw.stride[0], hw))
+        hw = _out(hw, dw.stride[0])
+    last = convs(m.features[-1])[0]
+    units.append(Unit(HEAD, "relu6", last.in_channels, n_classes, 1, 0.0, 1, hw,
+                      last.out_channels, 0))
+    return units
+
+
+def subnet_mflops(space: SpaceChoice | str, subnet: Subnet | str) -> float:
+    """MACs of a whole subnet in millions, from its units (no PyTorch)."""
+    return sum(unit_cost(u)["macs"] for u in subnet_units(space, subnet)) / 1e6
+
+
+def scale_subnet(subnet: Subnet | str, space: SpaceChoice | str, target: str) -> tuple[
+        SpaceChoice, Subnet]:
+    """The same architecture in a scaled copy of its hyperspace (e.g. a SEQnet at CPU scale).
+
+    Depths, kernels, expand ratios and block types stay; each width is replaced by the width
+    at the same position of the target stage's list, and the resolution by the one at the same
+    position of the target's resolution list (scaled hyperspaces keep list lengths).
+    """
+    sp, sub = _as_space(space), _as_subnet(subnet)
+    src, dst = sp.spec, as_hyperspace(target)
+    if src.name == dst.name:
+        return sp, sub
+    if dst.base != src.name:
+        raise ValueError(f"{dst.name} is not a scaled copy of {src.name} (its base is "
+                         f"{dst.base!r})")
+    widths = []
+    for name, blocks in sub.stage_blocks().items():
+        a, b = src.stage(name).widths, dst.stage(name).widths
+        widths += [b[a.index(w)] for _, w, _ in blocks]
+    res = dst.resolutions[src.resolutions.index(sub.resolution)]
+    out = Subnet(sub.depths, sub.kernels, tuple(widths), sub.expands, res)
+    tsp = SpaceChoice(dst.name, sp.blocks, sp.windows)
+    out.validate(dst, tsp)
+    return tsp, out
+

@@ -1,0 +1,114 @@
+"""Benchmark of the latency predictors: accuracy targets, prediction speed, chapter time.
+
+Targets (issue "a latency predictor for each device"): on ``ort-vnni`` INT8 at least 95 % of
+held-out subnets within +-10 % (nn-Meter reports 99 % on its FP32 devices), the same figure
+stated for every device and precision; at least 10,000 subnet predictions per second on one
+core; the chapter within 10 minutes at ``default`` and 3 at ``smoke`` on 2 cores.
+
+Accuracy and chapter time are read from the chapter's last run at ``--profile`` (run it first:
+``make chapter NB=predictor``); the measurement's own repeatability (the same subnets timed
+twice) is printed beside them, since no validation can be finer than its ground truth. Speed is
+measured here on one core: a saved predictor, or one fitted on a synthetic table if none is
+saved. Run with ``make bench-predictor`` (seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+
+def _speed(predictor, space: str, n: int = 20000, seed: int = 0) -> tuple[float, float]:
+    """(cold, warm) subnets per second: a batch of new subnets from an empty unit cache, then
+    another new batch with the cache the first one filled."""
+    from spaceevo_lib.predictor.sampling import random_subnet
+    from spaceevo_lib.space import SpaceChoice
+    sp = SpaceChoice.decode(space)
+    rng = np.random.default_rng(seed)
+    a = [random_subnet(sp, rng) for _ in range(n)]
+    b = [random_subnet(sp, rng) for _ in range(n)]
+    predictor._cache["int8"] = {}
+    t = time.perf_counter()
+    predictor.predict(a, "int8", space=sp)
+    cold = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    predictor.predict(b, "int8", space=sp)
+    return cold, n / (time.perf_counter() - t)
+
+
+def _synthetic():
+    """A predictor fitted on a synthetic table (when no chapter run is available)."""
+    from spaceevo_lib.predictor import LatencyPredictor, subnet_units, unit_cost
+    from spaceevo_lib.predictor.model import units_frame
+    from spaceevo_lib.predictor.sampling import random_subnets
+    pairs = random_subnets("onnxw", 10, np.random.default_rng(0))
+    units = list(dict.fromkeys(u for s, n in pairs for u in subnet_units(s, n)))
+    t = units_frame(units)
+    y = np.array([unit_cost(u)["macs"] for u in units]) / 1e8 + 0.01
+    for p in ("fp32", "int8"):
+        t[f"{p}_min_ms"] = y
+    return LatencyPredictor("synthetic", "onnxw").fit(t), pairs[0][0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="default")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from spaceevo_lib.predictor import load_predictor
+    from spaceevo_lib.store import Run
+    run = Run("predictor", args.profile)
+    ok = True
+    try:
+        metrics = run.load("metrics")
+        retest = run.load("retest")
+    except FileNotFoundError:
+        metrics = retest = None
+        print(f"no predictor chapter run at profile {args.profile!r}: accuracy not checked "
+              f"(make chapter NB=predictor)")
+    if metrics is not None:
+        for _, r in metrics.iterrows():
+            floor = retest[(retest.device == r.device) & (retest.precision == r.precision)
+                           & retest.used]
+            rep = f"{floor.within_10pct.iloc[0]:.0f} %" if len(floor) else "n/a"
+            line = (f"{r.device} {r.precision.upper()}: {r.within_10pct:.0f} % of {r.n} held-out "
+                    f"subnets within +-10 % (5 %: {r.within_5pct:.0f} %, 15 %: "
+                    f"{r.within_15pct:.0f} %; RMSPE {r.rmspe_pct:.1f} %); the same subnets "
+                    f"timed twice agree within +-10 %: {rep}")
+            if r.device == "ort-vnni" and r.precision == "int8":
+                met = r.within_10pct >= 95
+                ok &= met
+                line += f"  [target >= 95 %: {'met' if met else 'MISSED'}]"
+            print(line)
+        timing = run.path / "timing.json"
+        if timing.exists():
+            secs = float(json.loads(timing.read_text()).get("seconds", float("nan")))
+            limit = {"smoke": 180, "default": 600}.get(args.profile)
+            if limit:
+                met = secs <= limit
+                ok &= met
+                print(f"chapter at {args.profile}: {secs / 60:.1f} min (target <= "
+                      f"{limit / 60:.0f} min: {'met' if met else 'MISSED'})")
+    try:
+        pred = load_predictor("ort-vnni", args.profile)
+        space = run.load("validation").space.iloc[0]
+        origin = f"saved ort-vnni predictor ({pred.hyperspace}, {pred.family})"
+    except (FileNotFoundError, KeyError):
+        pred, space = _synthetic()
+        origin = "synthetic predictor (onnxw)"
+    cold, warm = _speed(pred, space)
+    met = cold >= 10000
+    ok &= met
+    print(f"prediction speed, {origin}, one core: {cold:,.0f} subnets/s from an empty cache, "
+          f"{warm:,.0f} subnets/s warm (target >= 10,000: {'met' if met else 'MISSED'})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

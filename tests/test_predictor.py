@@ -1,0 +1,301 @@
+"""The latency predictor: units and their costs, fitting, save/load, validation, rejection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spaceevo_lib.predictor import (HEAD, LatencyPredictor, UnitRegressor, error_metrics,
+                                    load_predictor, scale_subnet, subnet_units,
+                                    target_hyperspace, unit_cost)
+from spaceevo_lib.predictor.experiment import (additivity_table, additivity_summary,
+                                               retest_table, validation_table)
+from spaceevo_lib.predictor.fusion import ACTIVATIONS, PROBES, build_probe, fusion_table
+from spaceevo_lib.predictor.model import (KERNEL_FEATURES, REGRESSORS, compare_regressors,
+                                          frame_units, latency_column, units_frame)
+from spaceevo_lib.predictor.sampling import random_space, random_subnet, random_subnets
+from spaceevo_lib.predictor.units import KERNEL_FEATURES as UNIT_KERNEL_FEATURES
+from spaceevo_lib.space import EncodingError, SpaceChoice, get_hyperspace
+
+from conftest import needs_reference  # noqa: E402
+
+HS = "onnxw-cpu32"  # small: every unit builds and runs in milliseconds
+
+
+def _subnets(n: int, seed: int = 0, hs: str = HS):
+    return random_subnets(hs, n, np.random.default_rng(seed))
+
+
+def _true_costs() -> np.ndarray:
+    """A made-up 'device': a cost per kernel feature (ms per million)."""
+    rng = np.random.default_rng(3)
+    return rng.uniform(0.01, 0.5, len(UNIT_KERNEL_FEATURES)) / 1e6
+
+
+def _latency(units, costs, noise=0.0, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y = np.array([sum(unit_cost(u)[k] * c for k, c in zip(UNIT_KERNEL_FEATURES, costs)) + 0.002
+                  for u in units])
+    return y * (1 + noise * rng.standard_normal(len(y)))
+
+
+def _tables(n_subnets=6, noise=0.0, composition=1.0, seed=0):
+    """A synthetic training set in the measurement tables' layout."""
+    pairs = _subnets(n_subnets, seed)
+    units = list(dict.fromkeys(u for sp, sub in pairs for u in subnet_units(sp, sub)))
+    costs = _true_costs()
+    ut = units_frame(units)
+    for p, scale in (("fp32", 2.0), ("int8", 1.0)):
+        y = _latency(units, costs * scale, noise, seed)
+        ut[latency_column(p, "min")] = y
+        ut[latency_column(p, "median")] = y * 1.05
+    lat = {p: dict(zip(units, ut[latency_column(p, "min")])) for p in ("fp32", "int8")}
+    whole = pd.DataFrame({"space": [s for s, _ in pairs], "subnet": [n for _, n in pairs],
+                          "key": [f"k{i}" for i in range(len(pairs))]})
+    for p in ("fp32", "int8"):
+        parts = [sum(lat[p][u] for u in subnet_units(s, n)) for s, n in pairs]
+        whole[latency_column(p, "min")] = np.array(parts) * composition
+        whole[latency_column(p, "median")] = np.array(parts) * composition * 1.05
+    return ut, whole, costs
+
+
+# ----------------------------------------------------------------------------- units
+
+
+def test_subnet_units_follow_the_network_and_end_with_the_head():
+    sp, sub = _subnets(1)[0]
+    units = subnet_units(sp, sub)
+    assert units[0].code == "FirstConv" and units[0].cin == 3 and units[0].stride == 2
+    assert units[-1].code == HEAD and units[-1].fe > 0 and units[-1].fm > 0
+    assert len(units) == sum(int(d) for d in sub.split("_")[0][1:].split("#")) + 1
+    for a, b in zip(units, units[1:-1]):  # each block takes the previous block's output
+        assert b.cin == a.cout and b.hw == -(-a.hw // a.stride)
+
+
+@pytest.mark.parametrize("hs", ["onnxw-cpu32", "mobilew-cpu32"])
+def test_analytic_costs_equal_the_built_modules_counts(hs):
+    from spaceevo_lib.predictor import build_unit
+    from spaceevo_lib.predictor.units import unit_spec
+    from spaceevo_lib.space.flops import count_macs, count_params
+    seen = set()
+    for sp, sub in _subnets(12, seed=1, hs=hs):
+        for u in subnet_units(sp, sub):
+            if u.group in seen:
+                continue
+            seen.add(u.group)
+            m = build_unit(**unit_spec(u)).eval()
+            c = unit_cost(u)
+            assert c["macs"] == count_macs(m, u.input_shape), u
+            assert c["params"] == count_params(m), u
+    assert len(seen) >= 6  # most block types were checked
+
+
+@needs_reference
+def test_seqnets_map_to_the_cpu_scale_hyperspace():
+    from spaceevo_lib.predictor.sampling import seqnets
+    nets = seqnets("onnxw-cpu")
+    assert [n for n, _, _ in nets] == [f"SEQnet@vnni-A{i}" for i in range(5)]
+    res = get_hyperspace("onnxw-cpu").resolutions
+    assert all(int(sub.rsplit("_r", 1)[1]) in res for _, _, sub in nets)
+
+
+def test_scale_subnet_refuses_an_unrelated_hyperspace():
+    sp, sub = _subnets(1, hs="onnxw")[0]
+    with pytest.raises(ValueError, match="not a scaled copy of onnxw"):
+        scale_subnet(sub, sp, "mobilew-cpu")
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+@pytest.mark.parametrize("family", REGRESSORS)
+def test_every_family_fits_a_tiny_table(family):
+    ut, whole, _ = _tables()
+    p = LatencyPredictor("ort-vnni", HS, family).fit(ut, whole)
+    pairs = list(zip(whole.space, whole.subnet))
+    pred = p.predict(pairs, "int8")
+    assert pred.shape == (len(pairs),) and np.all(pred > 0)
+
+
+def test_kernel_model_recovers_the_costs_of_a_linear_device():
+    ut, whole, costs = _tables(n_subnets=10)
+    units, y = frame_units(ut), ut[latency_column("int8", "min")].to_numpy()
+    reg = UnitRegressor("kernel").fit(units, y)
+    assert set(reg.kernel_costs) == set(KERNEL_FEATURES)
+    assert all(c >= 0 for c in reg.kernel_costs.values())  # costs, never negative
+    assert np.allclose(reg.predict(units), y, rtol=0.01)  # some features are collinear, so
+    # the individual costs need not be unique, but the fitted latencies are exact
+    p = LatencyPredictor("ort-vnni", HS, "kernel").fit(ut, whole)
+    pairs = list(zip(whole.space, whole.subnet))
+    m = error_metrics(p.predict(pairs, "int8"), whole[latency_column("int8", "min")])
+    assert m["within_5pct"] == 100.0, m
+
+
+def test_composition_factor_is_the_median_whole_over_parts():
+    ut, whole, _ = _tables(composition=1.25)
+    p = LatencyPredictor("ort-vnni", HS, "kernel").fit(ut, whole)
+    assert p.composition["int8"] == pytest.approx(1.25)
+    add = additivity_table(ut, whole, "ort-vnni")
+    assert np.allclose(add.sum_over_whole, 1 / 1.25)
+    s = additivity_summary(add)
+    assert set(s.precision) == {"fp32", "int8"} and (s.within_10pct == 0).all()
+
+
+def test_the_statistic_chooses_the_columns():
+    ut, whole, _ = _tables()
+    a = LatencyPredictor("ort-vnni", HS, "kernel", stat="min").fit(ut, whole)
+    b = LatencyPredictor("ort-vnni", HS, "kernel", stat="median").fit(ut, whole)
+    pairs = list(zip(whole.space, whole.subnet))
+    assert np.allclose(b.predict(pairs, "fp32") / a.predict(pairs, "fp32"), 1.05, rtol=0.02)
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        LatencyPredictor("ort-vnni", HS, stat="mean")
+
+
+def test_compare_regressors_reports_every_family_and_precision():
+    ut, _, _ = _tables()
+    cmp = compare_regressors(ut, folds=3)
+    assert len(cmp) == 2 * len(REGRESSORS)
+    assert cmp.unit_rmspe_pct.notna().all()
+
+
+def test_fit_rejects_impossible_latencies():
+    ut, whole, _ = _tables()
+    ut.loc[0, latency_column("int8", "min")] = -1.0
+    with pytest.raises(ValueError, match="finite and > 0"):
+        LatencyPredictor("ort-vnni", HS).fit(ut, whole)
+
+
+# ----------------------------------------------------------------------------- the search API
+
+
+def test_batch_prediction_equals_one_by_one_and_takes_subnet_objects():
+    ut, whole, _ = _tables()
+    p = LatencyPredictor("ort-vnni", HS).fit(ut, whole)
+    sp = SpaceChoice.decode(whole.space[0])
+    rng = np.random.default_rng(5)
+    subs = [random_subnet(sp, rng) for _ in range(20)]
+    batch = p.predict(subs, "int8", space=sp)
+    single = np.array([p.predict([s.encode()], "int8", space=sp.encode())[0] for s in subs])
+    assert np.allclose(batch, single)
+    assert p.predict([], "int8", space=sp).shape == (0,)
+
+
+def test_descriptions_outside_the_hyperspace_are_refused_clearly():
+    ut, whole, _ = _tables()
+    p = LatencyPredictor("ort-vnni", HS).fit(ut, whole)
+    sp, sub = whole.space[0], whole.subnet[0]
+    with pytest.raises(EncodingError, match="r: onnxw-cpu32 allows resolutions"):
+        p.predict([sub.rsplit("_r", 1)[0] + "_r999"], "int8", space=sp)
+    d, k, w, e, r = sub.split("_")
+    wide = "_".join([d, k, "w999#" + w[1:].split("#", 1)[1], e, r])  # first width not allowed
+    with pytest.raises(EncodingError, match="w:"):
+        p.predict([wide], "int8", space=sp)
+    other = random_space(get_hyperspace("mobilew-cpu32"), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="covers hyperspace 'onnxw-cpu32'"):
+        p.predict([random_subnet(other, np.random.default_rng(0))], "int8", space=other)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        p.predict([sub], "int4", space=sp)
+    with pytest.raises(TypeError, match="give \\(space, subnet\\) pairs"):
+        p.predict([sub], "int8")
+
+
+# ----------------------------------------------------------------------------- persistence
+
+
+def test_save_and_load_refit_to_the_same_predictions(tmp_path):
+    ut, whole, _ = _tables()
+    p = LatencyPredictor("tflite", HS, "kernel+gbr", seed=2).fit(ut, whole)
+    p.save(tmp_path)
+    meta = json.loads((tmp_path / "predictor-tflite.json").read_text())
+    assert meta["family"] == "kernel+gbr" and meta["hyperspace"] == HS
+    assert not list(tmp_path.glob("*.pkl"))  # tables and JSON only: no pickles
+    q = LatencyPredictor.load(tmp_path, "predictor-tflite")
+    pairs = _subnets(5, seed=9)
+    for prec in ("fp32", "int8"):
+        assert np.allclose(p.predict(pairs, prec), q.predict(pairs, prec))
+
+
+def test_load_predictor_by_device_name_and_a_clear_miss(runs):
+    from spaceevo_lib.store import Run
+    ut, whole, _ = _tables()
+    LatencyPredictor("ort-vnni", HS).fit(ut, whole).save(Run("predictor", "smoke").path)
+    assert load_predictor("ort-vnni", "smoke").hyperspace == HS
+    with pytest.raises(FileNotFoundError, match="saved: predictor-ort-vnni"):
+        load_predictor("tflite", "smoke")
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_error_metrics_are_nn_meters():
+    m = error_metrics(np.array([1.0, 1.08, 1.2, 0.5]), np.array([1.0, 1.0, 1.0, 1.0]))
+    assert m["n"] == 4
+    assert m["within_5pct"] == 25.0 and m["within_10pct"] == 50.0 and m["within_15pct"] == 50.0
+    assert m["rmspe_pct"] == pytest.approx(100 * np.sqrt((0 + 0.0064 + 0.04 + 0.25) / 4))
+    assert m["rmse_ms"] == pytest.approx(np.sqrt((0 + 0.0064 + 0.04 + 0.25) / 4))
+
+
+def test_validation_and_retest_tables():
+    ut, whole, _ = _tables()
+    p = LatencyPredictor("ort-vnni", HS, "kernel").fit(ut, whole)
+    measured = whole.assign(name="random", n_units=[len(subnet_units(s, n)) for s, n in
+                                                     zip(whole.space, whole.subnet)])
+    v = validation_table(p, measured)
+    assert len(v) == 2 * len(whole) and v.error_pct.abs().max() < 5
+    again = measured.copy()
+    for c in [c for c in again if c.endswith("_ms")]:
+        again[c] = again[c] * 1.2
+    r = retest_table(measured, again, "ort-vnni")
+    assert len(r) == 4 and (r.within_15pct == 0).all() and (r.within_10pct == 0).all()
+    assert set(r[r.used].statistic) == {"min"}
+
+
+def test_fusion_verdicts_follow_the_rule():
+    rows = []
+    for probe in PROBES:
+        alone = {"relu": 0.05, "relu6": 0.05, "hswish": 0.05, "swish": 0.05}.get(probe)
+        t = alone if alone else {"conv": 1.0, "conv+bn": 1.0, "conv+bn+relu": 1.0,
+                                 "conv+bn+relu6": 1.01, "conv+bn+hswish": 1.05,
+                                 "conv+bn+swish": 1.04}[probe]
+        rows.append({"device": "d", "probe": probe, "fp32_median_ms": t, "int8_median_ms": t})
+    table = fusion_table(pd.DataFrame(rows)).set_index(["precision", "operator"])
+    assert table.loc[("int8", "bn"), "verdict"] == "folded"
+    assert table.loc[("int8", "relu"), "verdict"] == "fused"
+    assert table.loc[("int8", "relu6"), "verdict"] == "fused"
+    assert table.loc[("int8", "hswish"), "verdict"] == "separate kernel"
+    assert table.loc[("int8", "swish"), "verdict"] == "separate kernel"
+    import torch
+    for p in PROBES:
+        m = build_probe(p, 8).eval()
+        assert m(torch.zeros(1, 8, 6, 6)).shape == (1, 8, 6, 6)
+    assert set(ACTIVATIONS) < set(PROBES)
+
+
+def test_target_hyperspaces_follow_the_papers_pairing():
+    assert target_hyperspace("ort-vnni", "paper") == "onnxw"
+    assert target_hyperspace("tflite", "cpu") == "mobilew-cpu"
+    assert target_hyperspace("tflite-noxnn", "cpu32") == "mobilew-cpu32"
+    with pytest.raises(KeyError, match="no hyperspace paired"):
+        target_hyperspace("gpu", "paper")
+    with pytest.raises(KeyError, match="unknown scale"):
+        target_hyperspace("tflite", "huge")
+
+
+def test_mobilenet_v2_is_priced_from_the_hyperspaces_units():
+    from spaceevo_lib.nn.models import create_model
+    from spaceevo_lib.predictor.units import BASELINES, baseline_units
+    from spaceevo_lib.space.flops import count_macs, count_params
+    units = baseline_units("mobilenet_v2", 96)
+    model = create_model("mobilenet_v2")
+    assert sum(unit_cost(u)["macs"] for u in units) == count_macs(model, (1, 3, 96, 96))
+    assert sum(unit_cost(u)["params"] for u in units) == count_params(model)
+    assert units[-1].fm == 0 and {u.code for u in units[1:-1]} == {"MBv2"}
+    assert BASELINES == ("mobilenet_v2",)
+    with pytest.raises(KeyError, match="BasicBlock"):
+        baseline_units("resnet18", 96)
+    ut, whole, _ = _tables()
+    p = LatencyPredictor("ort-vnni", HS, "kernel").fit(ut, whole)
+    assert p.predict_unit_lists([units], "int8")[0] > 0
