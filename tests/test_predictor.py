@@ -299,3 +299,23 @@ def test_mobilenet_v2_is_priced_from_the_hyperspaces_units():
     ut, whole, _ = _tables()
     p = LatencyPredictor("ort-vnni", HS, "kernel").fit(ut, whole)
     assert p.predict_unit_lists([units], "int8")[0] > 0
+
+
+def test_the_fast_space_path_gives_the_same_units_and_errors():
+    from spaceevo_lib.predictor.units import SpaceUnits
+    for sp, sub in _subnets(20, seed=4):
+        assert SpaceUnits(sp)(sub) == subnet_units(sp, sub)
+    sp, sub = _subnets(1)[0]
+    with pytest.raises(EncodingError, match="r: onnxw-cpu32 allows resolutions"):
+        SpaceUnits(sp)(sub.rsplit("_r", 1)[0] + "_r999")
+
+
+def test_measurement_summary_counts_only_measurement_tables(runs):
+    from spaceevo_lib.predictor.experiment import measurement_summary
+    from spaceevo_lib.store import Run
+    run = Run("predictor", "smoke")
+    t = pd.DataFrame({"timestamp": ["2026-01-01T00:00:00+00:00", "2026-01-01T00:10:00+00:00"]})
+    run.save(t, "units-ort-vnni")
+    run.save(t.iloc[:1], "fusion")
+    run.save(t.assign(timestamp="2027-01-01T00:00:00+00:00"), "metrics")  # derived: ignored
+    assert measurement_summary(run) == (3, 10.0)

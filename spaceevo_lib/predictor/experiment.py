@@ -89,7 +89,7 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray, *,
                     rounds: int = 2, probe_units: int = 30, refine_units: int = 20,
                     validation_subnets: int = 100, include_seqnets: bool = True,
                     retest_subnets: int = 20, baselines: Sequence[str] = ("mobilenet_v2",),
-                    regressor: str = "auto", stat: str = "min",
+                    regressor: str = "auto", stat: str = "auto",
                     workers: int = 0, seed: int = 0,
                     device_options: dict | None = None, progress: bool = True
                     ) -> PredictorResult:
@@ -102,6 +102,9 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray, *,
     first ``retest_subnets`` of them are timed a second time, after all the others: how well
     two measurements of the same model agree bounds how well any predictor can be validated.
     """
+    if stat != "auto":
+        latency_column("fp32", stat)  # validates the statistic before any work
+    sample_stat = "min" if stat == "auto" else stat  # what adaptive sampling looks at
     m = Measurer(device, run, images, protocol, workers, seed, progress,
                  tuple(sorted((device_options or {}).items())))
     rng_add, rng_val, rng_ad = (np.random.default_rng([seed, i]) for i in (1, 2, 3))
@@ -131,14 +134,14 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray, *,
     located = located_units(add_pairs)
     units_df = norm(m.units([u for u, _, _ in located]))
     whole_df = norm(m.subnets(add_pairs, table="additivity"))
-    additivity = additivity_table(units_df, whole_df, device, stat)
+    additivity = additivity_table(units_df, whole_df, device, sample_stat)
 
     family = "kernel+gbr" if regressor == "auto" else regressor
     # 2. adaptive rounds
     round_rows = []
     for r in range(1, rounds + 1):
-        pred = LatencyPredictor(device, hyperspace, family, seed, stat=stat).fit(units_df,
-                                                                                  whole_df)
+        pred = LatencyPredictor(device, hyperspace, family, seed, stat=sample_stat).fit(
+            units_df, whole_df)
         known = set(frame_units(units_df))
         pool = [x for x in located_units(random_subnets(hyperspace, 8, rng_ad))
                 if x[0] not in known]
@@ -146,7 +149,7 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray, *,
         probe = [pool[i] for i in pick]
         probe = list({u: (u, sp, st) for u, sp, st in probe}.values())
         probe_df = norm(m.units([u for u, _, _ in probe]))
-        lat = dict(zip(frame_units(probe_df), probe_df[latency_column("int8", stat)]))
+        lat = dict(zip(frame_units(probe_df), probe_df[latency_column("int8", sample_stat)]))
         err = np.array([abs(pred.predict_units([u], "int8")[0] / lat[u] - 1) for u, _, _ in probe])
         worst = [probe[i] for i in np.argsort(-err)[:max(1, len(probe) // 4)]]
         known |= set(lat)
@@ -164,26 +167,32 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray, *,
                            "probe_within_10pct": float(100 * np.mean(err <= 0.10)),
                            "refined_units": len(refine_df), "total_units": len(units_df)})
 
-    # 3. regressor family, measured
-    comparison = compare_regressors(units_df, seed=seed, stat=stat)
-    if regressor == "auto":
-        family = best_family(comparison)
-    predictor = LatencyPredictor(device, hyperspace, family, seed, stat=stat).fit(units_df,
-                                                                                  whole_df)
-
-    # 4. validation on held-out whole subnets
+    # validation networks measured whole (never used for fitting)
     val_df = norm(m.subnets(val_pairs, val_names, table="validation",
                             keep_models=retest_subnets > 0))
     if baselines:  # torchvision models at the hyperspace's largest resolution
         res = as_hyperspace(hyperspace).resolutions[-1]
         val_df = concat([val_df, norm(m.baselines(baselines, res, table="validation"))])
-    validation = validation_table(predictor, val_df)
-    metrics = metrics_table(validation, device)
-    # 5. the noise floor: the same compiled subnets timed again
+    # 3. the noise floor: the same compiled subnets timed again; with stat="auto" it picks
+    # the statistic that repeats best (no prediction is involved in that choice)
     retest = pd.DataFrame()
     if retest_subnets > 0:
         again = norm(m.retest(val_pairs[:retest_subnets], val_names[:retest_subnets]))
-        retest = retest_table(val_df, again, device, stat)
+        retest = retest_table(val_df, again, device, sample_stat)
+    if stat == "auto":
+        stat = most_repeatable(retest) if len(retest) else "min"
+        if len(retest):
+            retest["used"] = retest["statistic"] == stat
+    additivity = additivity_table(units_df, whole_df, device, stat)
+    # 4. regressor family, measured by cross-validation on the blocks
+    comparison = compare_regressors(units_df, seed=seed, stat=stat)
+    if regressor == "auto":
+        family = best_family(comparison)
+    predictor = LatencyPredictor(device, hyperspace, family, seed, stat=stat).fit(units_df,
+                                                                                  whole_df)
+    # 5. validation on the held-out networks
+    validation = validation_table(predictor, val_df)
+    metrics = metrics_table(validation, device)
     return PredictorResult(predictor, units_df, additivity, pd.DataFrame(round_rows),
                            comparison, validation, metrics, retest)
 
@@ -227,6 +236,14 @@ def retest_table(first: pd.DataFrame, second: pd.DataFrame, device: str, stat: s
             rows.append({"device": device, "precision": p, "statistic": st,
                          "used": st == stat, **m})
     return pd.DataFrame(rows)
+
+
+def most_repeatable(retest: pd.DataFrame) -> str:
+    """The statistic whose second timing agrees best with the first: highest mean share
+    within +-10 % over the precisions, then lowest mean RMSPE."""
+    g = retest.groupby("statistic").agg(within=("within_10pct", "mean"),
+                                         rmspe=("rmspe_pct", "mean"))
+    return str(g.sort_values(["within", "rmspe"], ascending=[False, True]).index[0])
 
 
 def metrics_table(validation: pd.DataFrame, device: str) -> pd.DataFrame:
@@ -302,3 +319,20 @@ def prediction_speed(predictor: LatencyPredictor, space: str, n: int = 2000, see
     t0 = time.perf_counter()
     predictor.predict(batch, "int8", space=sp)
     return n / (time.perf_counter() - t0)
+
+
+MEASUREMENT_TABLES = ("fusion", "units-", "additivity-", "validation-", "retest-")
+
+
+def measurement_summary(run) -> tuple[int, float]:
+    """(records, minutes from the first to the last) of the measurement tables in the run: the
+    cost of a first run (a rerun reuses the records and only refits)."""
+    stamps = []
+    for f in sorted(run.path.glob("*.parquet")):
+        if f.stem == "fusion" or f.stem.startswith(MEASUREMENT_TABLES[1:]):
+            stamps.append(pd.to_datetime(pd.read_parquet(f, columns=["timestamp"])["timestamp"],
+                                         utc=True))
+    if not stamps:
+        return 0, float("nan")
+    allt = pd.concat(stamps)
+    return len(allt), float((allt.max() - allt.min()).total_seconds() / 60)

@@ -27,7 +27,7 @@ import pandas as pd
 from .. import __version__
 from .._io import atomic_path, write_json
 from ..space.encoding import SpaceChoice, Subnet
-from .units import FEATURES, KERNEL_FEATURES, Unit, subnet_units, unit_features
+from .units import FEATURES, KERNEL_FEATURES, SpaceUnits, Unit, subnet_units, unit_features
 
 PRECISIONS = ("fp32", "int8")
 REGRESSORS = ("kernel", "kernel+gbr", "rf", "gbr")
@@ -146,8 +146,10 @@ def compare_regressors(units_table: pd.DataFrame, families: Sequence[str] = REGR
                        stat: str = "min") -> pd.DataFrame:
     """K-fold cross-validation of each family on measured units, per precision.
 
-    Returns one row per (family, precision) with unit-level RMSPE (%) and the share within
-    +-10 %; the predictor uses the family with the lowest mean RMSPE.
+    Returns one row per (family, precision) with unit-level RMSE (ms), RMSPE (%) and the share
+    within +-10 %. The predictor uses the family with the lowest RMSE: a network's latency is a
+    sum of blocks, dominated by its slowest ones, so absolute errors on large blocks matter more
+    than relative errors on tiny ones.
     """
     from sklearn.model_selection import KFold
     units = frame_units(units_table)
@@ -162,13 +164,14 @@ def compare_regressors(units_table: pd.DataFrame, families: Sequence[str] = REGR
                 pred[te] = reg.predict([units[i] for i in te])
             m = error_metrics(pred, y)
             rows.append({"family": fam, "precision": prec, "units": len(y),
-                         "unit_rmspe_pct": m["rmspe_pct"], "unit_within_10pct": m["within_10pct"]})
+                         "unit_rmse_ms": m["rmse_ms"], "unit_rmspe_pct": m["rmspe_pct"],
+                         "unit_within_10pct": m["within_10pct"]})
     return pd.DataFrame(rows)
 
 
 def best_family(comparison: pd.DataFrame) -> str:
-    """The family with the lowest cross-validated unit RMSPE, averaged over precisions."""
-    return str(comparison.groupby("family")["unit_rmspe_pct"].mean().idxmin())
+    """The family with the lowest cross-validated unit RMSE, averaged over precisions."""
+    return str(comparison.groupby("family")["unit_rmse_ms"].mean().idxmin())
 
 
 def error_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -259,6 +262,13 @@ class LatencyPredictor:
         return np.fromiter((cache[u] for u in units), dtype=np.float64, count=len(units))
 
     def _units_of(self, subnets, space) -> list[list[Unit]]:
+        if space is not None:  # one space: read its allowed values once
+            sp = space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
+            if sp.hyperspace != self.hyperspace:
+                raise ValueError(f"predictor {self.name} covers hyperspace {self.hyperspace!r};"
+                                 f" got a subnet of {sp.hyperspace!r}")
+            units_of = SpaceUnits(sp)
+            return [units_of(s) for s in subnets]
         out = []
         for item in subnets:
             if space is not None:

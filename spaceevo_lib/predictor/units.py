@@ -87,6 +87,47 @@ def subnet_units(space: SpaceChoice | str, subnet: Subnet | str,
     return units
 
 
+class SpaceUnits:
+    """Fast :func:`subnet_units` for many subnets of one candidate space (the search's case).
+
+    The space's allowed values are read once; each subnet is checked by set membership and,
+    only if a value is not allowed, by :meth:`Subnet.validate` for its full error message.
+    """
+
+    def __init__(self, space: SpaceChoice | str):
+        from ..space.encoding import stage_options
+        self.space = _as_space(space)
+        hs = self.space.spec
+        self.stages = []
+        for opt in stage_options(self.space):
+            self.stages.append((opt.block.code, opt.block.activation, hs.stage(opt.name).stride,
+                                frozenset(opt.depths), frozenset(opt.kernels),
+                                frozenset(opt.widths), frozenset(opt.expands)))
+        self.resolutions = frozenset(hs.resolutions)
+        fe, fm = hs.final_expand, hs.feature_mix
+        self.head = (fe.activation, hs.n_classes, fe.width, fm.width)
+
+    def __call__(self, subnet: Subnet | str) -> list[Unit]:
+        sub = _as_subnet(subnet)
+        units: list[Unit] = []
+        cin, hw, i = 3, sub.resolution, 0
+        ok = sub.resolution in self.resolutions and len(sub.depths) == len(self.stages)
+        for (code, act, stride, depths, kernels, widths, expands), d in zip(self.stages,
+                                                                             sub.depths):
+            ok = ok and d in depths
+            for b in range(d):
+                k, w, e = sub.kernels[i], sub.widths[i], sub.expands[i]
+                ok = ok and k in kernels and w in widths and e in expands
+                st = stride if b == 0 else 1
+                units.append(Unit(code, act, cin, w, k, float(e or 0.0), st, hw))
+                cin, hw, i = w, -(-hw // st), i + 1
+        if not ok:
+            sub.validate(self.space.spec, self.space)  # raises with the offending field
+        act, n_classes, fe, fm = self.head
+        units.append(Unit(HEAD, act, cin, n_classes, 1, 0.0, 1, hw, fe, fm))
+        return units
+
+
 def _out(hw: int, stride: int) -> int:
     """Output side of a 'same'-padded odd-kernel conv: ceil(hw / stride)."""
     return -(-hw // stride)

@@ -6,18 +6,22 @@ import numpy as np
 
 
 def plot_validation_scatter(validation, band: float = 10.0):
-    """Predicted vs measured latency of held-out subnets, one panel per device x precision,
-    with the +-``band`` % corridor; SEQnets are labelled."""
+    """Predicted vs measured latency of held-out networks, one panel per device x precision,
+    with the +-``band`` % corridor; SEQnets and the torchvision baseline are marked."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
     panels = list(dict.fromkeys(zip(validation.device, validation.precision)))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for ax, (dev, prec) in zip(axes[0], panels):
         d = validation[(validation.device == dev) & (validation.precision == prec)]
         rnd = d[d.name == "random"]
-        seq = d[d.name != "random"]
+        seq = d[d.name.str.startswith("SEQnet")]
+        base = d[(d.name != "random") & ~d.name.str.startswith("SEQnet")]
         ax.scatter(rnd.measured_ms, rnd.predicted_ms, s=12, alpha=0.7, label="random subnets")
-        ax.scatter(seq.measured_ms, seq.predicted_ms, s=30, marker="*", color="C3",
+        ax.scatter(seq.measured_ms, seq.predicted_ms, s=40, marker="*", color="C3",
                    label="published SEQnets")
+        ax.scatter(base.measured_ms, base.predicted_ms, s=30, marker="D", color="C2",
+                   label="torchvision MobileNetV2")
         lo = 0.8 * min(d.measured_ms.min(), d.predicted_ms.min())
         hi = 1.2 * max(d.measured_ms.max(), d.predicted_ms.max())
         x = np.array([lo, hi])
@@ -26,6 +30,9 @@ def plot_validation_scatter(validation, band: float = 10.0):
                         label=f"+-{band:g} %")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, no crowded minor labels
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
         within = 100 * np.mean(np.abs(d.error_pct) <= band)
         ax.set_title(f"{dev} {prec.upper()}: {within:.0f} % within +-{band:g} %", fontsize=9)
         ax.set_xlabel("measured (ms)")
@@ -55,15 +62,15 @@ def plot_additivity(additivity):
 
 
 def plot_kernel_costs(costs):
-    """The linear kernel model's costs (ms per million MACs or elements) per device x
-    precision: what each kind of work costs on each runtime."""
+    """The linear kernel model's costs per device x precision: what each kind of work costs on
+    each runtime, in ns per MAC, per element or per kernel (= ms per million)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     fig, ax = plt.subplots(figsize=(10, 3.6))
     sns.barplot(costs, x="feature", y="ms_per_million", hue="target", ax=ax)
     ax.set_yscale("symlog", linthresh=0.01)
     ax.set_xlabel("")
-    ax.set_ylabel("ms per million")
+    ax.set_ylabel("ns per MAC / element / kernel")
     ax.tick_params(axis="x", rotation=40)
     for t in ax.get_xticklabels():
         t.set_ha("right")
