@@ -1,8 +1,8 @@
 """spaceevo_lib: the library behind the SpaceEvo reproduction book.
 
 Notebooks import it as ``import spaceevo_lib as sel`` and call these verbs; each pipeline
-stage has its own subpackage (``data``, ``nn``, ``space``, ``export``, ``latency``, ``report``;
-``quant``, ``train``, ``search`` as the book grows). Importing it has no side effects and does not import
+stage has its own subpackage (``data``, ``nn``, ``space``, ``export``, ``latency``,
+``predictor``, ``search``, ``supernet``, ``report``; ``quant``, ``train`` as the book grows). Importing it has no side effects and does not import
 torch or TensorFlow.
 """
 
