@@ -124,6 +124,15 @@ def _compile(job: Job, images: np.ndarray, threads: int, seed: int, outdir: str,
     return info
 
 
+def _done(run, table: str) -> tuple[list[dict], set[str]]:
+    """The records already in ``run``'s ``table`` and their keys (empty if none yet)."""
+    try:
+        done = run.load(table)
+    except FileNotFoundError:
+        return [], set()
+    return done.to_dict("records"), set(done["key"]) if "key" in done else set()
+
+
 def run_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
              protocol: Protocol = Protocol(), workers: int = 0, seed: int = 0,
              check_images: int = 4, keep_models: bool = False, progress: bool = True,
@@ -147,13 +156,8 @@ def run_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
             raise ValueError(f"two jobs share the key {j.key}; deduplicate them first")
         seen.add(j.key)
         get_device(j.device, **dict(j.options)).require()  # a missing runtime stops here
-    try:
-        done = run.load(table)
-    except FileNotFoundError:
-        done = pd.DataFrame()
-    have = set(done["key"]) if "key" in done else set()
+    rows, have = _done(run, table)
     todo = [j for j in jobs if j.key not in have]
-    rows = done.to_dict("records") if len(done) else []
     outdir = run.path / f"{table}-models"
     images = np.ascontiguousarray(images_nchw, dtype=np.float32)
     if todo:
@@ -228,12 +232,7 @@ def retime_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
     import pandas as pd
     from tqdm import tqdm
     jobs = list(jobs)
-    try:
-        done = run.load(table)
-    except FileNotFoundError:
-        done = pd.DataFrame()
-    have = set(done["key"]) if "key" in done else set()
-    rows = done.to_dict("records") if len(done) else []
+    rows, have = _done(run, table)
     outdir = run.path / f"{models_table}-models"
     images = np.ascontiguousarray(images_nchw, dtype=np.float32)
     ref = None

@@ -134,7 +134,6 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray, *,
     located = located_units(add_pairs)
     units_df = norm(m.units([u for u, _, _ in located]))
     whole_df = norm(m.subnets(add_pairs, table="additivity"))
-    additivity = additivity_table(units_df, whole_df, device, sample_stat)
 
     family = "kernel+gbr" if regressor == "auto" else regressor
     # 2. adaptive rounds
@@ -304,21 +303,24 @@ def demo_predictions(predictor: LatencyPredictor, space: str, subnets) -> pd.Dat
                          "fp32_ms": fp32, "int8_ms": int8, "speedup": fp32 / int8})
 
 
-def prediction_speed(predictor: LatencyPredictor, space: str, n: int = 2000, seed: int = 0
-                     ) -> float:
+def prediction_speed(predictor: LatencyPredictor, space: str, n: int = 2000, seed: int = 0,
+                     warm: bool = False) -> float:
     """Subnets priced per second: a batch of ``n`` new random subnets of ``space``, INT8,
-    starting from an empty unit cache (the first prices of a search)."""
+    starting from an empty unit cache (the first prices of a search); with ``warm``, a second
+    new batch priced with the cache the first one filled (a search's steady state)."""
     import time
 
     from ..space.encoding import SpaceChoice
     from .sampling import random_subnet
     sp = SpaceChoice.decode(space)
     rng = np.random.default_rng(seed)
-    batch = [random_subnet(sp, rng) for _ in range(n)]
+    batches = [[random_subnet(sp, rng) for _ in range(n)] for _ in range(1 + warm)]
     predictor._cache["int8"] = {}
-    t0 = time.perf_counter()
-    predictor.predict(batch, "int8", space=sp)
-    return n / (time.perf_counter() - t0)
+    for batch in batches:
+        t0 = time.perf_counter()
+        predictor.predict(batch, "int8", space=sp)
+        secs = time.perf_counter() - t0
+    return n / secs
 
 
 MEASUREMENT_TABLES = ("fusion", "units-", "additivity-", "validation-", "retest-")

@@ -30,9 +30,10 @@ from .units import Unit, build_unit, scale_subnet, subnet_units, unit_spec
 
 
 def random_space(hs: Hyperspace, rng: np.random.Generator) -> SpaceChoice:
-    n = len(hs.window_counts)
-    blocks = tuple(int(b) for b in rng.integers(len(hs.blocks), size=n))
-    return SpaceChoice(hs.name, blocks, tuple(int(rng.integers(c)) for c in hs.window_counts))
+    """A uniformly random candidate space (block and window per stage), as the evolution
+    draws its initial population."""
+    from ..search.evolution import _random_space
+    return _random_space(hs, rng, None)
 
 
 def random_subnet(sp: SpaceChoice, rng: np.random.Generator) -> Subnet:
@@ -175,7 +176,7 @@ def neighbours(u_space: str, stage: str, code: str, rng: np.random.Generator, n:
     for _ in range(20 * n):
         sub = random_subnet(sp, rng)
         start = sum(sub.depths[:i])
-        for u in subnet_units(sp, sub, validate=False)[start:start + sub.depths[i]]:
+        for u in subnet_units(sp, sub)[start:start + sub.depths[i]]:
             if u.code == code and u not in exclude and u not in out:
                 out.append(u)
         if len(out) >= n:

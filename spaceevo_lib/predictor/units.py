@@ -17,7 +17,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..space.encoding import SpaceChoice, Subnet
+from ..space.encoding import SpaceChoice, Subnet, _as_space
 from ..space.hyperspace import as_hyperspace, make_divisible
 
 HEAD = "Head"
@@ -53,38 +53,14 @@ class Unit(NamedTuple):
         return (1, self.cin, self.hw, self.hw)
 
 
-def _as_space(space: SpaceChoice | str) -> SpaceChoice:
-    return space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
-
-
-def _as_subnet(subnet: Subnet | str) -> Subnet:
-    return subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet)
-
-
-def subnet_units(space: SpaceChoice | str, subnet: Subnet | str,
-                 validate: bool = True) -> list[Unit]:
+def subnet_units(space: SpaceChoice | str, subnet: Subnet | str) -> list[Unit]:
     """The units of ``subnet`` in ``space``, in network order (head last).
 
-    With ``validate`` (default) the subnet is checked against the space first: a description
-    outside the hyperspace raises :class:`~spaceevo_lib.space.EncodingError` naming the field,
-    the stage and what is allowed.
+    The subnet is checked against the space: a description outside the hyperspace raises
+    :class:`~spaceevo_lib.space.EncodingError` naming the field, the stage and what is allowed.
+    For many subnets of one space, build a :class:`SpaceUnits` once and call it.
     """
-    sp, sub = _as_space(space), _as_subnet(subnet)
-    hs = sp.spec
-    if validate:
-        sub.validate(hs, sp)
-    units: list[Unit] = []
-    cin, hw = 3, sub.resolution
-    for name, blocks in sub.stage_blocks().items():
-        spec, stride = sp.block(name), hs.stage(name).stride
-        for i, (k, w, e) in enumerate(blocks):
-            s = stride if i == 0 else 1
-            units.append(Unit(spec.code, spec.activation, cin, w, k, float(e or 0.0), s, hw))
-            cin, hw = w, _out(hw, s)
-    fe, fm = hs.final_expand, hs.feature_mix
-    units.append(Unit(HEAD, fe.activation, cin, hs.n_classes, 1, 0.0, 1, hw, fe.width,
-                      fm.width))
-    return units
+    return SpaceUnits(space)(subnet)
 
 
 class SpaceUnits:
@@ -108,7 +84,7 @@ class SpaceUnits:
         self.head = (fe.activation, hs.n_classes, fe.width, fm.width)
 
     def __call__(self, subnet: Subnet | str) -> list[Unit]:
-        sub = _as_subnet(subnet)
+        sub = (subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet))
         units: list[Unit] = []
         cin, hw, i = 3, sub.resolution, 0
         ok = sub.resolution in self.resolutions and len(sub.depths) == len(self.stages)
@@ -366,7 +342,7 @@ def scale_subnet(subnet: Subnet | str, space: SpaceChoice | str, target: str) ->
     at the same position of the target stage's list, and the resolution by the one at the same
     position of the target's resolution list (scaled hyperspaces keep list lengths).
     """
-    sp, sub = _as_space(space), _as_subnet(subnet)
+    sp, sub = _as_space(space), (subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet))
     src, dst = sp.spec, as_hyperspace(target)
     if src.name == dst.name:
         return sp, sub

@@ -18,28 +18,8 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
-import pandas as pd
-
-
-def _speed(predictor, space: str, n: int = 20000, seed: int = 0) -> tuple[float, float]:
-    """(cold, warm) subnets per second: a batch of new subnets from an empty unit cache, then
-    another new batch with the cache the first one filled."""
-    from spaceevo_lib.predictor.sampling import random_subnet
-    from spaceevo_lib.space import SpaceChoice
-    sp = SpaceChoice.decode(space)
-    rng = np.random.default_rng(seed)
-    a = [random_subnet(sp, rng) for _ in range(n)]
-    b = [random_subnet(sp, rng) for _ in range(n)]
-    predictor._cache["int8"] = {}
-    t = time.perf_counter()
-    predictor.predict(a, "int8", space=sp)
-    cold = n / (time.perf_counter() - t)
-    t = time.perf_counter()
-    predictor.predict(b, "int8", space=sp)
-    return cold, n / (time.perf_counter() - t)
 
 
 def _synthetic():
@@ -106,7 +86,9 @@ def main() -> int:
     except (FileNotFoundError, KeyError):
         pred, space = _synthetic()
         origin = "synthetic predictor (onnxw)"
-    cold, warm = _speed(pred, space)
+    from spaceevo_lib.predictor.experiment import prediction_speed
+    cold = prediction_speed(pred, space, n=20000)
+    warm = prediction_speed(pred, space, n=20000, warm=True)
     met = cold >= 10000
     ok &= met
     print(f"prediction speed, {origin}, one core: {cold:,.0f} subnets/s from an empty cache, "
