@@ -337,3 +337,24 @@ def test_tflite_import_is_lazy():
     code = ("import sys, spaceevo_lib.export.tflite, spaceevo_lib.export.keras; "
             "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_graphdef_conversion_equals_from_keras_model(tflite_setup):
+    """The fast path (one frozen GraphDef, TF1 converter) gives the operators and outputs of
+    TensorFlow's documented from_keras_model route, for both precisions."""
+    import tensorflow as tf
+    s = tflite_setup
+    calib = keras_input(_images(32, 32, "train"))
+    slow = {}
+    for prec in ("fp32", "int8"):
+        c = tf.lite.TFLiteConverter.from_keras_model(s["km"])
+        if prec == "int8":
+            c.optimizations = [tf.lite.Optimize.DEFAULT]
+            c.representative_dataset = lambda: ([img[None]] for img in calib)
+            c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            c.inference_input_type = c.inference_output_type = tf.int8
+        slow[prec] = c.convert()
+    for prec in ("fp32", "int8"):
+        a, b = s["runner"](s[prec], threads=1), s["runner"](slow[prec], threads=1)
+        assert a.ops == b.ops
+        assert np.array_equal(_run_all(a, s["evals"]), _run_all(b, s["evals"]))

@@ -1,9 +1,10 @@
-"""Time a zoo of items on several devices, checkpointing every record into the store.
+"""The latency chapter's zoo as measurement jobs, and the real images every job is fed.
 
-``measure_zoo`` is what the latency chapter calls. Each (item, device) record is appended to a
-Parquet table in the chapter's run folder as soon as it is measured, so an interrupted run
-resumes where it stopped, and a rerun with unchanged items, devices and protocol measures
-nothing again (the record's ``key`` column says what it was made from).
+``measure_zoo`` turns (item, device) pairs into :class:`~spaceevo_lib.latency.jobs.Job` s and
+measures them through the one measurement path, :func:`~spaceevo_lib.latency.jobs.run_jobs`:
+records are checkpointed in the chapter's run folder, an interrupted run resumes where it
+stopped, and a rerun with unchanged items, devices and protocol measures nothing again (the
+record's ``key`` column says what it was made from).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .. import __version__
-from .._io import stable_hash
-from .devices import get_device, measure
+from .devices import get_device
 from .protocol import Protocol
 from .zoo import ZooItem
 
@@ -44,62 +43,42 @@ def calibration_inputs(images_nchw: np.ndarray, shape: Sequence[int], seed: int 
     return x.numpy().astype(np.float32)
 
 
-def record_key(item: ZooItem, device: str, options: dict, protocol: Protocol) -> str:
-    """What a record depends on: the item, the device and its options, the protocol, and the
-    library version. Unchanged keys are reused; anything else is measured again."""
-    return stable_hash({"item": item.item, "spec": item.params, "device": device,
-                        "options": options, "protocol": protocol.as_dict(),
-                        "spaceevo_lib": __version__})[:16]
+def zoo_jobs(items: Iterable[ZooItem], devices: Sequence[str], protocol: Protocol = Protocol(),
+             device_options: dict | None = None) -> list:
+    """One measurement :class:`~spaceevo_lib.latency.jobs.Job` per (item, device)."""
+    from .jobs import Job
+    from .zoo import build_item
+    device_options = device_options or {}
+    jobs = []
+    for item in items:
+        meta = {"item": item.item, "kind": item.kind, "op_type": item.op_type,
+                **{f"p_{k}": v for k, v in item.params.items()}}
+        for name in devices:
+            jobs.append(Job.make(name, build_item, {"kind": item.kind, "op_type": item.op_type,
+                                                    "spec": item.spec},
+                                 item.input_shape, meta, device_options.get(name, {}),
+                                 protocol))
+    return jobs
 
 
 def measure_zoo(items: Iterable[ZooItem], devices: Sequence[str], images_nchw: np.ndarray,
                 run, protocol: Protocol = Protocol(), device_options: dict | None = None,
-                table: str = "measurements", seed: int = 0, progress: bool = True):
+                table: str = "measurements", seed: int = 0, workers: int = 0,
+                progress: bool = True):
     """Measure every item on every device; returns the table rows of these items and devices.
 
     ``images_nchw``: normalised real images (N, 3, H, W) used to calibrate INT8 and as the
-    timed input. ``run``: the chapter's :class:`spaceevo_lib.store.Run`; the table is saved
-    there after every record. ``device_options``: per-device keyword options, e.g.
-    ``{"ort-vnni": {"fmt": "qop-u8s8"}}``.
+    timed input. ``run``: the chapter's :class:`spaceevo_lib.store.Run`. ``device_options``:
+    per-device keyword options, e.g. ``{"ort-vnni": {"fmt": "qop-u8s8"}}``. The measurement
+    path is :func:`~spaceevo_lib.latency.jobs.run_jobs` (``workers`` convert in parallel, the
+    timing runs on an idle CPU, records are checkpointed and reused).
     """
-    import pandas as pd
-    import torch
-    from tqdm import tqdm
-
-    from ..nn import recalibrate_bn
+    from .jobs import run_jobs
     items = list(items)
-    device_options = device_options or {}
-    devs = {name: get_device(name, **device_options.get(name, {})) for name in devices}
-    for d in devs.values():
-        d.require()  # a missing runtime stops here, before any work
-    try:
-        done = run.load(table)
-    except FileNotFoundError:
-        done = pd.DataFrame()
-    have = set(done["key"]) if "key" in done else set()
-    wanted = []
-    todo = []
-    for item in items:
-        for name in devices:
-            key = record_key(item, name, device_options.get(name, {}), protocol)
-            wanted.append(key)
-            if key not in have:
-                todo.append((item, name, key))
-    rows = done.to_dict("records") if len(done) else []
-    bar = tqdm(todo, desc="latency", unit="record", disable=not progress or not todo)
-    current, module, calib = None, None, None
-    for item, name, key in bar:
-        bar.set_postfix_str(f"{item.item} @ {name}")
-        if item is not current:
-            current, module = item, item.build(seed)
-            calib = calibration_inputs(images_nchw, item.input_shape, seed)
-            recalibrate_bn(module, [torch.from_numpy(calib)])  # realistic activation scales
-        meta = {"key": key, "item": item.item, "kind": item.kind, "op_type": item.op_type,
-                **{f"p_{k}": v for k, v in item.params.items()}}
-        rows.append(measure(devs[name], module, item.input_shape, calib, protocol, meta=meta))
-        run.save(pd.DataFrame(rows), table)  # checkpoint: nothing measured is ever lost
-    out = pd.DataFrame(rows)
-    return out[out["key"].isin(wanted)].reset_index(drop=True)
+    for name in devices:  # unknown devices and missing runtimes stop here, before any work
+        get_device(name, **(device_options or {}).get(name, {})).require()
+    jobs = zoo_jobs(items, devices, protocol, device_options)
+    return run_jobs(jobs, images_nchw, run, table, protocol, workers, seed, progress=progress)
 
 
 def calibration_images(n: int, seed: int = 0, resolution: int = 64) -> np.ndarray:

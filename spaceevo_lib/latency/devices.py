@@ -36,21 +36,26 @@ quant_format                  INT8 recipe: ``qop-u8s8``, ``qdq-s8s8``, ``tflite-
 per_channel           bool    per-channel INT8 weights
 input_shape                   ``1x3x224x224`` (NCHW, batch 1)
 calibration_images    count   real images used to calibrate activation ranges
-warmup, runs, rounds  count   Protocol settings; runs = timed runs per precision per round
-                              actually used (Protocol.budget_ms may shorten them)
-fp32_median_ms        ms      median over all timed FP32 runs of the kept attempt
-fp32_min_ms           ms      fastest of those runs: the least disturbed one, the most
-                              repeatable statistic on a shared machine (the predictor's)
-fp32_iqr_ms           ms      interquartile range of the same runs
-fp32_rel_iqr          ratio   fp32_iqr_ms / fp32_median_ms
-int8_median_ms        ms      as above, INT8
-int8_min_ms           ms
-int8_iqr_ms           ms
-int8_rel_iqr          ratio
-speedup               ratio   median over rounds of (FP32 round median / INT8 round median)
-speedup_iqr           ratio   IQR of the per-round ratios
-attempts              count   attempts made (1 + retries used because of noise)
-noisy                 bool    kept attempt's rel. IQR still above Protocol.max_rel_iqr
+protocol_version              timing protocol version (latency.protocol.PROTOCOL_VERSION)
+schedule                      ``interleaved`` (visits spread over the batch) or ``consecutive``
+warmup, visits        count   Protocol settings: untimed runs per visit, visits per network
+warmup_ms             ms      Protocol setting: least untimed time per precision per visit
+runs, int8_runs       count   timed runs per visit (FP32, INT8), sized by Protocol.budget_ms
+fp32_min_ms           ms      fastest FP32 run of all visits: the least disturbed one
+fp32_median_of_min_ms ms      median over visits of each visit's fastest run
+fp32_median_ms        ms      median over visits of each visit's median run
+fp32_<stat>_a_ms      ms      the same statistics over the even visits (half a) ...
+fp32_<stat>_b_ms      ms      ... and over the odd visits (half b): two independent
+                              measurements, whose agreement is the record's repeatability
+fp32_iqr_ms           ms      median over visits of the visit's interquartile range
+fp32_rel_iqr          ratio   median over visits of IQR / median
+int8_...                      the same columns for INT8
+speedup               ratio   median over visits of (FP32 visit median / INT8 visit median)
+speedup_iqr           ratio   IQR of the per-visit ratios
+half_spread           ratio   largest |a / b - 1| of the ``min`` statistic over precisions
+noisy                 bool    half_spread above Protocol.max_rel_spread
+busy_cores            cores   most other CPU work seen by the idle checks before its visits
+busy                  bool    busy_cores above Protocol.max_busy_cores: timed on a busy CPU
 fp32_bytes            bytes   size of the FP32 model file
 int8_bytes            bytes   size of the INT8 model file
 int8_pearson_r        ratio   Pearson r of INT8 vs FP32 runtime outputs on check images
@@ -80,19 +85,20 @@ import numpy as np
 
 from .._io import atomic_path
 from ..host import cpu_info
-from .protocol import Protocol, measure_pair
+from .protocol import PRECISIONS, PROTOCOL_VERSION, STATS, Protocol, measure_pair
 
 log = logging.getLogger(__name__)
 
 VERSION_COLUMNS = ("torch_version", "onnxruntime_version", "onnx_version",
                    "tensorflow_version", "litert_version")
+STAT_COLUMNS = tuple(f"{p}_{s}{h}_ms" for p in PRECISIONS for s in STATS
+                     for h in ("", "_a", "_b"))
 RECORD_COLUMNS = (
     "device", "runtime", *VERSION_COLUMNS, "cpu_model", "vnni", "int8_flags", "threads",
     "xnnpack", "quant_format", "per_channel", "input_shape", "calibration_images",
-    "warmup", "runs", "rounds",
-    "fp32_median_ms", "fp32_min_ms", "fp32_iqr_ms", "fp32_rel_iqr", "int8_median_ms",
-    "int8_min_ms", "int8_iqr_ms",
-    "int8_rel_iqr", "speedup", "speedup_iqr", "attempts", "noisy",
+    "protocol_version", "schedule", "warmup", "warmup_ms", "visits", "runs", "int8_runs",
+    *STAT_COLUMNS, "fp32_iqr_ms", "fp32_rel_iqr", "int8_iqr_ms", "int8_rel_iqr",
+    "speedup", "speedup_iqr", "half_spread", "noisy", "busy_cores", "busy",
     "fp32_bytes", "int8_bytes", "int8_pearson_r", "int8_top1_agreement", "fp32_max_abs_err",
     "timestamp",
 )
@@ -307,6 +313,17 @@ def _conversion_key(module, input_shape_nchw, calib_nhwc: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _release_keras() -> None:
+    """Drop Keras' and TensorFlow's global graph state after a conversion: without it a
+    process that converts hundreds of networks grows by gigabytes (seen: 6.5 GB per worker
+    after ~250 conversions, and the machine ran out of memory)."""
+    import gc
+
+    import keras
+    keras.backend.clear_session()
+    gc.collect()
+
+
 @register
 class TFLiteDevice(Device):
     """LiteRT interpreter on the host CPU with XNNPACK (LiteRT's default CPU path)."""
@@ -339,6 +356,8 @@ class TFLiteDevice(Device):
             _CONVERTED.clear()
             _CONVERTED[key] = {"fp32": convert_tflite(keras_model, "fp32", None),
                                "int8": convert_tflite(keras_model, "int8", calib)}
+            del keras_model
+            _release_keras()
         blobs = _CONVERTED[key]
         paths = {}
         for prec, blob in blobs.items():
@@ -454,7 +473,9 @@ def make_record(dev: Device, shape: Sequence[int], n_calibration: int, protocol:
         int8_flags=" ".join(host["int8_flags"]), threads=protocol.threads,
         xnnpack=dev.xnnpack, quant_format=pair.quant_format, per_channel=pair.per_channel,
         input_shape=shape_str(shape), calibration_images=n_calibration,
-        warmup=protocol.warmup, runs=protocol.runs, rounds=protocol.rounds,
+        protocol_version=PROTOCOL_VERSION, schedule=protocol.schedule,
+        warmup=protocol.warmup, warmup_ms=protocol.warmup_ms, visits=protocol.visits,
+        runs=int(stats["fp32_runs"]), int8_runs=int(stats["int8_runs"]),
     )
     record.update({k: stats[k] for k in RECORD_COLUMNS if k in stats})
     record.update(fp32_bytes=pair.fp32_bytes, int8_bytes=pair.int8_bytes, **check,

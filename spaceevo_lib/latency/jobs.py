@@ -1,21 +1,24 @@
-"""Many latency measurements at once: compile in parallel worker processes, time serially.
+"""The one measurement path: compile in parallel worker processes, then time on an idle CPU.
 
-On a 2-core machine the runtime converters (the TFLite converter above all) cost far more than
-the timing itself, and they parallelise; the timing must not, or the other core's load would
-leak into the numbers. :func:`run_jobs` therefore works in two phases:
+Every latency of the book (the latency chapter's operators, blocks and models, the predictor
+chapter's blocks and subnets, the deployed files of the training chapters) is a :class:`Job`
+measured by :func:`run_jobs`, in two phases:
 
 1. **compile**: every job not measured yet is built (seeded PyTorch module, BN statistics from
    real-image inputs), converted to FP32 and INT8 for its device and checked (INT8 vs FP32
    outputs), in ``workers`` spawned processes (0: in this process). Compiled models go to
    ``<run>/<table>-models/<key>/`` with a ``compiled.json`` marker, so an interrupted compile
    phase resumes without redoing finished jobs.
-2. **time**: in this process, one job after the other on a quiet machine, with the latency
-   chapter's :class:`~spaceevo_lib.latency.protocol.Protocol`. Each record (schema in
-   :mod:`spaceevo_lib.latency.devices`) is appended to the run's table as soon as it exists;
-   the job's models are deleted after timing unless ``keep_models``.
+2. **time**: in this process, after every converter has finished, groups of
+   ``protocol.group`` networks are loaded and timed by interleaved visits
+   (:mod:`spaceevo_lib.latency.protocol`), with an idle check before every round of visits.
+   Each group's records (schema in :mod:`spaceevo_lib.latency.devices`) are appended to the
+   run's table, and every visit to ``<table>-visits``, as soon as the group is done.
 
 A :class:`Job` names its module by a builder function and keyword arguments (both picklable),
-never by a live module, so workers can rebuild it.
+never by a live module, so workers can rebuild it. One key per job covers everything its record
+depends on; a rerun measures only what is new, and a table from another protocol version is
+refused with a message rather than mixed in.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_path, stable_hash, write_json
 from .devices import CompiledPair, get_device, make_record
-from .protocol import Protocol, measure_pair
+from .protocol import Protocol, check_protocol_version, summarize_visits, time_networks
 
 log = logging.getLogger(__name__)
 
@@ -124,30 +127,28 @@ def _compile(job: Job, images: np.ndarray, threads: int, seed: int, outdir: str,
     return info
 
 
-def _done(run, table: str) -> tuple[list[dict], set[str]]:
-    """The records already in ``run``'s ``table`` and their keys (empty if none yet)."""
+def load_records(run, table: str) -> list[dict]:
+    """The records already in ``run``'s ``table`` (empty if none yet); a table made under
+    another protocol version raises :class:`~.protocol.ProtocolMismatch`."""
     try:
         done = run.load(table)
     except FileNotFoundError:
-        return [], set()
-    return done.to_dict("records"), set(done["key"]) if "key" in done else set()
+        return []
+    check_protocol_version(done, f"table {table!r} ({run.file(table, 'parquet')})")
+    return done.to_dict("records")
 
 
 def run_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
              protocol: Protocol = Protocol(), workers: int = 0, seed: int = 0,
-             check_images: int = 4, keep_models: bool = False, progress: bool = True,
-             reference: Job | None = None):
+             check_images: int = 4, keep_models: bool = False, progress: bool = True):
     """Measure every job not in ``run``'s ``table`` yet; returns the rows of these jobs.
 
     ``images_nchw``: normalised real images (N, 3, H, W) from which every job's calibration and
     timed inputs are made (:func:`~spaceevo_lib.latency.bench.calibration_inputs`).
-    ``workers``: processes for the compile phase (0 = compile in this process).
-    ``reference``: a fixed job (same device) timed briefly before and after every job; its
-    fastest runs go into ``ref_fp32_min_ms`` / ``ref_int8_min_ms``, so that slow phases of a
-    shared machine can be divided out later (see :func:`drift_normalized`).
+    ``workers``: processes for the compile phase (0 = compile in this process). The timing
+    phase starts only when every conversion has finished.
     """
     import pandas as pd
-    from tqdm import tqdm
 
     jobs = list(jobs)
     seen: set[str] = set()
@@ -156,21 +157,25 @@ def run_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
             raise ValueError(f"two jobs share the key {j.key}; deduplicate them first")
         seen.add(j.key)
         get_device(j.device, **dict(j.options)).require()  # a missing runtime stops here
-    rows, have = _done(run, table)
+    rows = load_records(run, table)
+    have = {r["key"] for r in rows}
     todo = [j for j in jobs if j.key not in have]
     outdir = run.path / f"{table}-models"
     images = np.ascontiguousarray(images_nchw, dtype=np.float32)
     if todo:
-        extra = [reference] if reference is not None and reference.key not in seen else []
-        infos = _compile_all(todo + extra, images, protocol.threads, seed, outdir,
-                             check_images, workers, progress)
-        ref = _load_reference(reference, infos, images, protocol, seed)
-        bar = tqdm(todo, desc=f"{table}: timing", unit="job", disable=not progress)
-        for job in bar:
-            rows.append(_time(job, infos[job.key], images, protocol, seed, ref))
+        infos = _compile_all(todo, images, protocol.threads, seed, outdir, check_images,
+                             workers, progress)
+        visits = _load_visits(run, table)
+        for start, group in _groups(todo, infos, protocol):
+            recs, vis = time_jobs(group, [infos[j.key] for j in group], images, protocol,
+                                  seed + start, progress)
+            rows += recs
+            visits.append(vis)
+            run.save(pd.concat(visits, ignore_index=True), f"{table}-visits")
             run.save(pd.DataFrame(rows), table)  # checkpoint: nothing measured is ever lost
             if not keep_models:
-                shutil.rmtree(outdir / job.key, ignore_errors=True)
+                for j in group:
+                    shutil.rmtree(outdir / j.key, ignore_errors=True)
         if not keep_models:
             shutil.rmtree(outdir, ignore_errors=True)
     out = pd.DataFrame(rows)
@@ -179,12 +184,87 @@ def run_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
     return out[out["key"].isin(seen)].reset_index(drop=True)
 
 
+def _groups(todo: list[Job], infos: dict, protocol: Protocol):
+    """Consecutive groups of at most ``protocol.group`` jobs whose model files add up to at most
+    ``protocol.group_mb`` (loaded runtimes hold a few times their files in memory)."""
+    group: list[Job] = []
+    start, size = 0, 0.0
+    for i, job in enumerate(todo):
+        mb = (infos[job.key]["fp32_bytes"] + infos[job.key]["int8_bytes"]) / 2**20
+        if group and (len(group) >= protocol.group or size + mb > protocol.group_mb):
+            yield start, group
+            group, start, size = [], i, 0.0
+        group.append(job)
+        size += mb
+    if group:
+        yield start, group
+
+
+def _load_visits(run, table: str) -> list:
+    try:
+        return [run.load(f"{table}-visits")]
+    except FileNotFoundError:
+        return []
+
+
+def time_jobs(jobs: list[Job], infos: list[dict], images: np.ndarray,
+              protocol: Protocol = Protocol(), seed: int = 0, progress: bool = False):
+    """Load compiled jobs and time them together by visits; returns (records, visits table).
+
+    The visits table has the job ``key`` instead of the network index.
+    """
+    from .bench import calibration_inputs
+    pairs, compiled = [], []
+    for job, info in zip(jobs, infos):
+        dev = get_device(job.device, **dict(job.options))
+        fp32, int8 = dev.load(Path(info["fp32_path"]), Path(info["int8_path"]), protocol.threads)
+        x = calibration_inputs(images, job.input_shape, seed)[:1]
+        for r in (fp32, int8):
+            r.set_input(x)
+        pairs.append((fp32, int8))
+        compiled.append((dev, CompiledPair(fp32, int8, info["quant_format"], info["per_channel"],
+                                           Path(info["fp32_path"]), Path(info["int8_path"]),
+                                           info["fp32_bytes"], info["int8_bytes"])))
+    visits, checks = time_networks(pairs, protocol, seed, progress)
+    stats = summarize_visits(visits, checks, protocol)
+    records = []
+    for (job, info, (dev, pair)), st in zip(zip(jobs, infos, compiled),
+                                            stats.to_dict("records")):
+        records.append(make_record(dev, job.input_shape, info["calibration_images"], protocol,
+                                   pair, st, info["check"], {"key": job.key, **dict(job.meta)}))
+    keys = np.array([j.key for j in jobs])
+    visits.insert(0, "key", keys[visits.pop("network").to_numpy()])
+    return records, visits
+
+
+def load_compiled(run, table: str, keys, device: str) -> tuple[list[Job], list[dict]]:
+    """Jobs (stand-ins with the device and input shape) and compile infos of networks kept by
+    ``run_jobs(..., keep_models=True)`` in ``run``'s ``table``, to time them again."""
+    done = {r["key"]: r for r in load_records(run, table)}
+    jobs, infos = [], []
+    for key in keys:
+        marker = run.path / f"{table}-models" / key / "compiled.json"
+        if key not in done or not marker.exists():
+            raise FileNotFoundError(f"network {key} of table {table!r} has no kept models "
+                                    f"(measure it with keep_models=True)")
+        shape = tuple(int(d) for d in str(done[key]["input_shape"]).split("x"))
+        jobs.append(Job(device, load_compiled, (), shape, (), (), key))
+        infos.append(json.loads(marker.read_text()))
+    return jobs, infos
+
+
+def drop_models(run, table: str) -> None:
+    """Delete the compiled models kept for ``table``."""
+    shutil.rmtree(run.path / f"{table}-models", ignore_errors=True)
+
+
 _POOL: dict[int, ProcessPoolExecutor] = {}
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """The compile workers, started once per process and reused (starting one costs seconds:
-    it imports PyTorch and TensorFlow). Idle workers take no CPU, so timing stays quiet."""
+    it imports PyTorch and TensorFlow). Idle workers take no CPU (the idle check before every
+    round of visits would show it), so timing stays quiet."""
     if workers not in _POOL:
         shutdown_workers()
         ctx = multiprocessing.get_context("spawn")  # fork after torch/TF import is unsafe
@@ -211,97 +291,21 @@ def _compile_all(todo: list[Job], images, threads, seed, outdir: Path, check_ima
             infos[job.key] = _compile(job, images, threads, seed, str(outdir), check_images)
             bar.update()
     else:
-        pool = worker_pool(workers)
-        futures = {pool.submit(_compile, job, images, threads, seed, str(outdir),
-                               check_images): job for job in todo}
-        for fut in as_completed(futures):
-            infos[futures[fut].key] = fut.result()
-            bar.update()
+        # converters leak (TensorFlow's MLIR state: ~25 MB per network even after Keras'
+        # clear_session), so the workers are replaced after RECYCLE_AFTER jobs each
+        for start in range(0, len(todo), RECYCLE_AFTER * workers):
+            if start:
+                shutdown_workers()
+            pool = worker_pool(workers)
+            chunk = todo[start:start + RECYCLE_AFTER * workers]
+            futures = {pool.submit(_compile, job, images, threads, seed, str(outdir),
+                                   check_images): job for job in chunk}
+            for fut in as_completed(futures):
+                infos[futures[fut].key] = fut.result()
+                bar.update()
     bar.close()
     return infos
 
 
-def retime_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
-                models_table: str, protocol: Protocol = Protocol(), seed: int = 0,
-                progress: bool = True, reference: Job | None = None):
-    """Time jobs a second time into ``table``: the test-retest of the protocol on this machine.
-
-    Models kept by ``run_jobs(..., table=models_table, keep_models=True)`` are reused (missing
-    ones are compiled again, identically: same seed); they are deleted afterwards.
-    """
-    import pandas as pd
-    from tqdm import tqdm
-    jobs = list(jobs)
-    rows, have = _done(run, table)
-    outdir = run.path / f"{models_table}-models"
-    images = np.ascontiguousarray(images_nchw, dtype=np.float32)
-    ref = None
-    if reference is not None:
-        info = _compile(reference, images, protocol.threads, seed, str(outdir), 4)
-        ref = _load_reference(reference, {reference.key: info}, images, protocol, seed)
-    for job in tqdm([j for j in jobs if j.key not in have], desc=f"{table}: timing", unit="job",
-                    disable=not progress):
-        info = _compile(job, images, protocol.threads, seed, str(outdir), 4)
-        rows.append(_time(job, info, images, protocol, seed, ref))
-        run.save(pd.DataFrame(rows), table)
-    shutil.rmtree(outdir, ignore_errors=True)
-    keys = {j.key for j in jobs}
-    out = pd.DataFrame(rows)
-    return out[out["key"].isin(keys)].reset_index(drop=True) if len(out) else out
-
-
-#: How the reference job is timed around each job: briefly, its fastest runs are what counts.
-REFERENCE_PROTOCOL = Protocol(warmup=2, runs=200, rounds=2, budget_ms=5.0, min_runs=5,
-                              retries=0, max_rel_iqr=10.0)
-
-
-def _load_reference(reference: Job | None, infos: dict, images, protocol: Protocol, seed: int):
-    if reference is None:
-        return None
-    from .bench import calibration_inputs
-    info = infos[reference.key]
-    dev = get_device(reference.device, **dict(reference.options))
-    pair = dev.load(Path(info["fp32_path"]), Path(info["int8_path"]), protocol.threads)
-    x = calibration_inputs(images, reference.input_shape, seed)[:1]
-    for r in pair:
-        r.set_input(x)
-    return reference.key, pair
-
-
-def _reference_times(ref) -> dict:
-    s = measure_pair(*ref[1], REFERENCE_PROTOCOL)
-    return {"fp32": s["fp32_min_ms"], "int8": s["int8_min_ms"]}
-
-
-def drift_normalized(df, nominal: Mapping[str, float] | None = None):
-    """``<p>_norm_ms`` = ``<p>_min_ms`` x nominal / ``ref_<p>_min_ms``: latencies at the
-    reference job's nominal speed (default: its median over ``df``), i.e. with the machine's
-    slow and fast phases divided out. Returns the frame and the nominal values used."""
-    out = df.copy()
-    nominal = dict(nominal or {p: float(np.median(df[f"ref_{p}_min_ms"])) for p in
-                               ("fp32", "int8")})
-    for p in ("fp32", "int8"):
-        out[f"{p}_norm_ms"] = out[f"{p}_min_ms"] * nominal[p] / out[f"ref_{p}_min_ms"]
-    return out, nominal
-
-
-def _time(job: Job, info: dict, images: np.ndarray, protocol: Protocol, seed: int,
-          ref=None) -> dict:
-    from .bench import calibration_inputs
-    dev = get_device(job.device, **dict(job.options))
-    fp32, int8 = dev.load(Path(info["fp32_path"]), Path(info["int8_path"]), protocol.threads)
-    x = calibration_inputs(images, job.input_shape, seed)[:1]
-    for r in (fp32, int8):
-        r.set_input(x)
-    before = _reference_times(ref) if ref is not None else None
-    stats = measure_pair(fp32, int8, protocol)
-    after = _reference_times(ref) if ref is not None else None
-    pair = CompiledPair(fp32, int8, info["quant_format"], info["per_channel"],
-                        Path(info["fp32_path"]), Path(info["int8_path"]), info["fp32_bytes"],
-                        info["int8_bytes"])
-    meta = {"key": job.key, **dict(job.meta)}
-    if ref is not None:
-        meta.update(ref_key=ref[0], **{f"ref_{p}_min_ms": 0.5 * (before[p] + after[p])
-                                       for p in ("fp32", "int8")})
-    return make_record(dev, job.input_shape, info["calibration_images"], protocol, pair, stats,
-                       info["check"], meta)
+#: Jobs each compile worker converts before it is replaced by a fresh process.
+RECYCLE_AFTER = 40

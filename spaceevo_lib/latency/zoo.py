@@ -74,6 +74,11 @@ class ZooItem:
         return m.eval()
 
 
+def build_item(kind: str, op_type: str, spec: tuple) -> Any:
+    """The module of a zoo item from its fields (a picklable measurement-job builder)."""
+    return ZooItem(kind, op_type, tuple(tuple(kv) for kv in spec)).build()
+
+
 def _item(kind: str, op_type: str, **spec: Any) -> ZooItem:
     return ZooItem(kind, op_type, tuple(sorted(spec.items())))
 
