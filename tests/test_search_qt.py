@@ -335,4 +335,4 @@ def test_paper_other_latency_estimate():
     with pytest.raises(ValueError, match="covers resolutions 160..224"):
         est(256)
     with pytest.raises(ValueError, match="onnxw and mobilew"):
-        paper_other_latency("onnxw-cpu")
+        paper_other_latency("onnxw-train")

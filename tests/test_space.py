@@ -35,7 +35,7 @@ PIXEL4 = "mobilew-122222-155400"
 PIXEL4_A0 = ("d1#1#2#2#2#2#2#1_k3#3#3#3#3#3#3#3#3#3#3#3#3_w16#16#32#32#64#64#96#96#144#144#192"
              "#192#216_e0#1.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0#3.0_r160")
 PAPER = ("mobilew", "onnxw")
-SCALED = ("mobilew-cpu", "onnxw-cpu", "mobilew-cpu32", "onnxw-cpu32")
+SCALED = ("mobilew-train", "onnxw-train")
 
 
 @pytest.fixture
@@ -104,14 +104,14 @@ def test_scaled_hyperspaces_keep_structure(name):
     assert hs.window_counts == base.window_counts
     assert count_spaces(hs) == count_spaces(base)
     for s, b in zip(hs.stages, base.stages):
-        assert (s.name, s.depths, s.stride, s.window_size) == (b.name, b.depths, b.stride,
-                                                               b.window_size)
+        assert (s.name, s.depths, s.window_size) == (b.name, b.depths, b.window_size)
+        # the training scale's one stride change: the stem runs at stride 1 on 32-px images
+        assert s.stride == (1 if s.name == "first_conv" else b.stride)
         assert len(s.widths) == len(b.widths) and max(s.widths) < max(b.widths)
         assert all(w % 8 == 0 for w in s.widths)
     assert hs.n_classes == hs.logits.width == 10
     assert hs.final_expand.width < base.final_expand.width
-    top = 64 if name.endswith("cpu") else 32
-    assert max(hs.resolutions) == top and len(hs.resolutions) == len(base.resolutions)
+    assert max(hs.resolutions) == 32 and len(hs.resolutions) == len(base.resolutions)
     assert hs.sample_resolutions == hs.resolutions[-3:]
 
 
@@ -121,6 +121,9 @@ def test_scale_widths_rule():
     assert scale_widths((1280,), 4) == (320,)
     hs = scaled_hyperspace("onnxw", "tmp", width_divisor=8, max_resolution=32)
     assert hs.resolutions == (24, 26, 28, 30, 32) and hs.name == "tmp" and hs.base == "onnxw"
+    assert hs.stage("first_conv").stride == 2  # strides change only when asked
+    with pytest.raises(KeyError, match="unknown stage"):
+        scaled_hyperspace("onnxw", "tmp", strides={"stem": 1})
 
 
 # ----------------------------------------------------------------------------- counts
@@ -174,9 +177,9 @@ def test_space_golden_and_describe():
 
 
 def test_space_in_scaled_hyperspace():
-    sp = SpaceChoice.decode("onnxw-cpu-" + VNNI.split("-", 1)[1])
-    assert sp.hyperspace == "onnxw-cpu" and sp.encode() == "onnxw-cpu-151122-023231"
-    assert sp.describe()["stage1"] == ("MBv2Res", (8, 16))
+    sp = SpaceChoice.decode("onnxw-train-" + VNNI.split("-", 1)[1])
+    assert sp.hyperspace == "onnxw-train" and sp.encode() == "onnxw-train-151122-023231"
+    assert sp.describe()["stage1"] == ("MBv2Res", (16, 24))
 
 
 def test_published_spaces_round_trip(reference):
@@ -251,7 +254,7 @@ def test_a0_models_are_min_subnets(reference):
 
 
 @pytest.mark.parametrize("space", [VNNI, PIXEL4, "mobilew-332160-134200",
-                                   "onnxw-cpu-121122-133333", "mobilew-cpu32-112220-154410"])
+                                   "onnxw-train-121122-133333", "mobilew-train-112220-154410"])
 def test_sampled_subnets_validate_and_round_trip(space):
     sp = SpaceChoice.decode(space)
     hs = get_hyperspace(sp.hyperspace)

@@ -25,10 +25,10 @@ from spaceevo_lib.supernet import DynamicBatchNorm2d, DynamicConv2d, Supernet
 torch.set_num_threads(1)
 
 REL = 1e-5
-# onnxw-cpu: all six onnxw block types; mobilew-cpu: MBv1Dual, ResNet, FusedMBSERes, MBv3K3Res,
+# onnxw-train: all six onnxw block types; mobilew-train: MBv1Dual, ResNet, FusedMBSERes, MBv3K3Res,
 # MBv2K3Res, MBv2Res (MBv3Res is in spaceevo@pixel4), so every block code is extracted once.
-CPU_SPACES = {"onnxw-cpu": "onnxw-cpu-034521-102312",
-              "mobilew-cpu": "mobilew-cpu-034561-153243"}
+CPU_SPACES = {"onnxw-train": "onnxw-train-034521-102312",
+              "mobilew-train": "mobilew-train-034561-153243"}
 PAPER_SPACES = {"onnxw": "spaceevo@vnni", "mobilew": "spaceevo@pixel4"}
 
 
@@ -65,7 +65,7 @@ def calibrate(net: Supernet, x: torch.Tensor) -> None:
     recalibrate_bn(net, [x])
 
 
-@pytest.mark.parametrize("hyperspace", ["onnxw-cpu", "mobilew-cpu", "onnxw", "mobilew"])
+@pytest.mark.parametrize("hyperspace", ["onnxw-train", "mobilew-train", "onnxw", "mobilew"])
 def test_extracted_subnets_compute_what_the_supernet_computes(hyperspace):
     space = _space(hyperspace)
     rng = np.random.default_rng(0)
@@ -91,7 +91,7 @@ def test_extracted_subnets_compute_what_the_supernet_computes(hyperspace):
 
 
 def test_supernet_resizes_its_input_to_the_active_resolution():
-    net = Supernet(_space("onnxw-cpu")).eval()
+    net = Supernet(_space("onnxw-train")).eval()
     sub = net.sample_min()
     x = torch.randn(1, 3, 64, 64)
     small = F.interpolate(x, size=(sub.resolution,) * 2, mode="bicubic", align_corners=False)
@@ -108,7 +108,7 @@ def test_elastic_ops_share_weights_as_the_paper_describes():
     bn = DynamicBatchNorm2d(32).train()
     bn(torch.randn(4, 8, 5, 5) + 3.0)  # only the first 8 running means move
     assert (bn.running_mean[:8] > 0.1).all() and (bn.running_mean[8:] == 0).all()
-    net = Supernet(_space("mobilew-cpu"))  # stage5 is MBv2K3Res
+    net = Supernet(_space("mobilew-train"))  # stage5 is MBv2K3Res
     block = net.stages["stage5"].blocks[0]
     cin = block.cins[0]
     block.set_active(3, block.widths[0], 3.0)
@@ -156,28 +156,28 @@ def test_flop_counter_conventions():
 
 
 @pytest.fixture(scope="module")
-def images64() -> torch.Tensor:
+def images32() -> torch.Tensor:
     try:
-        d = load_imagenette(64)
+        d = load_imagenette(32)
     except DataError as e:
-        pytest.skip(f"no Imagenette 64 px: {e}")
-    x = d.x_test[:6].astype(np.float32) / 255  # (N, 64, 64, 3)
+        pytest.skip(f"no Imagenette 32 px: {e}")
+    x = d.x_test[:6].astype(np.float32) / 255  # (N, 32, 32, 3), the training scale
     x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-    return torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # (N, 3, 64, 64)
+    return torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # (N, 3, 32, 32)
 
 
-@pytest.mark.parametrize("hyperspace", ["onnxw-cpu", "mobilew-cpu"])
-def test_extracted_subnet_exports_to_keras_and_onnx(hyperspace, images64, tmp_path):
+@pytest.mark.parametrize("hyperspace", ["onnxw-train", "mobilew-train"])
+def test_extracted_subnet_exports_to_keras_and_onnx(hyperspace, images32, tmp_path):
     from spaceevo_lib.export.keras import keras_input, to_keras, torch_output_like
     from spaceevo_lib.export.onnx import OrtRunner, export_onnx
 
     rng = np.random.default_rng(1)
     net = Supernet(_space(hyperspace))
     scramble(net)
-    sub = net.sample_random(rng, resolutions=(64,))
-    calibrate(net, images64)
+    sub = net.sample_random(rng, resolutions=(32,))
+    calibrate(net, images32)
     model = net.extract_subnet(sub)
-    x = images64  # (N, 3, 64, 64), the subnet's resolution
+    x = images32  # (N, 3, 32, 32), the subnet's resolution
     with torch.no_grad():
         want = model(x).numpy()  # (N, 10)
     km = to_keras(model, model.input_shape)
@@ -189,7 +189,7 @@ def test_extracted_subnet_exports_to_keras_and_onnx(hyperspace, images64, tmp_pa
 
 
 def test_unknown_names_and_subnets_outside_the_space_are_rejected():
-    space = _space("onnxw-cpu")
+    space = _space("onnxw-train")
     net = Supernet(space)
     good = net.sample_min()
     widths = list(good.widths)
@@ -207,6 +207,6 @@ def test_unknown_names_and_subnets_outside_the_space_are_rejected():
     with pytest.raises(KeyError, match="unknown SEQnet 'SEQnet@vnni-A9'"):
         build_published("SEQnet@vnni-A9")
     with pytest.raises(KeyError, match="no published SEQnet in hyperspace"):
-        arch_table("onnxw-cpu")
+        arch_table("onnxw-train")
     with pytest.raises(ValueError, match="kernel 9 not in"):
         net.stages["stage1"].blocks[0].set_active(9, 8, None)

@@ -12,11 +12,23 @@ TORCHVISION_MODELS = ("mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2"
                       "efficientnet_b0", "resnet18", "resnet50")
 
 
-def create_model(name: str, num_classes: int = 1000, seed: int = 0) -> nn.Module:
-    """A torchvision model by name, randomly initialised with ``seed``, in eval mode."""
+def create_model(name: str, num_classes: int = 1000, seed: int = 0,
+                 stem_stride: int = 2) -> nn.Module:
+    """A torchvision model by name, randomly initialised with ``seed``, in eval mode.
+
+    ``stem_stride=1`` sets the first convolution's stride to 1: the training scale's rule for
+    32-px images (the hyperspaces' stem gets the same change, ``configs/hyperspaces.yaml``), so
+    that baselines and subnets see the same feature-map sizes.
+    """
     import torch
     import torchvision
     if name not in TORCHVISION_MODELS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(TORCHVISION_MODELS)}")
+    if stem_stride not in (1, 2):
+        raise ValueError(f"stem_stride must be 1 or 2; got {stem_stride}")
     torch.manual_seed(seed)
-    return getattr(torchvision.models, name)(weights=None, num_classes=num_classes).eval()
+    m = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    if stem_stride != 2:
+        stem = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
+        stem.stride = (stem_stride, stem_stride)
+    return m.eval()

@@ -76,17 +76,19 @@ def counts_table(names: list[str]):
 
 
 def scaling_table(base: str, scaled: str):
-    """A paper hyperspace beside its CPU-scale version, stage by stage."""
+    """A paper hyperspace beside its training-scale version, stage by stage (widths, depths,
+    windows, strides) and their resolutions."""
     import pandas as pd
     from ..space import get_hyperspace
     a, b = get_hyperspace(base), get_hyperspace(scaled)
     rows = [{"stage": sa.name, f"{base} widths": " ".join(map(str, sa.widths)),
              f"{scaled} widths": " ".join(map(str, sb.widths)), "depths": " ".join(
-                 map(str, sa.depths)), "windows": sa.n_windows}
+                 map(str, sa.depths)), "windows": sa.n_windows,
+             "stride": f"{sa.stride} -> {sb.stride}" if sa.stride != sb.stride else str(sa.stride)}
             for sa, sb in zip(a.stages, b.stages)]
     rows.append({"stage": "resolutions", f"{base} widths": " ".join(map(str, a.resolutions)),
                  f"{scaled} widths": " ".join(map(str, b.resolutions)), "depths": "",
-                 "windows": ""})
+                 "windows": "", "stride": ""})
     return pd.DataFrame(rows)
 
 

@@ -8,8 +8,9 @@ subnets the supernet trains.
 
 The tables (widths, depths, strides, window sizes, candidate blocks) are data, in
 ``spaceevo_lib/configs/hyperspaces.yaml``; this module only types, checks and registers them.
-Besides the paper's ``mobilew`` (Pixel 4) and ``onnxw`` (VNNI CPU) it registers CPU-scale
-variants for Imagenette at 64 and 32 px, built by :func:`scaled_hyperspace`.
+Besides the paper's ``mobilew`` (Pixel 4) and ``onnxw`` (VNNI CPU) it registers their
+training-scale copies ``mobilew-train`` and ``onnxw-train`` (32-px Imagenette, the scale every
+training chapter uses), built by :func:`scaled_hyperspace`.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def _registry() -> dict[str, Hyperspace]:
 
 
 def list_hyperspaces() -> list[str]:
-    """Names of the registered hyperspaces (paper ones first, then the CPU-scale ones)."""
+    """Names of the registered hyperspaces (paper ones first, then the training-scale ones)."""
     return list(_registry())
 
 
@@ -296,20 +297,25 @@ def scale_resolutions(base: Hyperspace, max_resolution: int) -> tuple[tuple[int,
     return res, res[len(res) - len(base.sample_resolutions):]
 
 
-def scaled_hyperspace(base: Hyperspace | str, name: str, *, width_divisor: float = 4,
-                      max_resolution: int = 64, n_classes: int = 10,
-                      quantum: int = 8) -> Hyperspace:
-    """A CPU-scale copy of a paper hyperspace with the same structure (paper-notes §14).
+def scaled_hyperspace(base: Hyperspace | str, name: str, *, width_divisor: float = 2,
+                      max_resolution: int = 32, n_classes: int = 10, quantum: int = 8,
+                      strides: dict[str, int] | None = None) -> Hyperspace:
+    """A training-scale copy of a paper hyperspace with the same structure (paper-notes §14).
 
-    Kept: stages, depth lists, strides, window sizes and counts, candidate and fixed blocks
-    (types, kernels, expand ratios, activations). Changed: every width list and the head's
-    widths go through :func:`scale_widths`, the resolutions through
-    :func:`scale_resolutions`, and the logits layer gets ``n_classes`` outputs. The rule is
-    written out in ``configs/hyperspaces.yaml`` next to the registered names.
+    Kept: stages, depth lists, window sizes and counts, candidate and fixed blocks (types,
+    kernels, expand ratios, activations), and the strides not listed in ``strides``. Changed:
+    every width list and the head's widths go through :func:`scale_widths`, the resolutions
+    through :func:`scale_resolutions`, the strides named in ``strides`` (stage -> 1 or 2), and
+    the logits layer gets ``n_classes`` outputs. The rule is written out in
+    ``configs/hyperspaces.yaml`` next to the registered names.
     """
     b = as_hyperspace(base)
-    stages = tuple(replace(s, widths=scale_widths(s.widths, width_divisor, quantum))
-                   for s in b.stages)
+    strides = dict(strides or {})
+    unknown = sorted(set(strides) - set(STAGE_NAMES))
+    if unknown:
+        raise KeyError(f"strides: unknown stage(s) {unknown}; valid: {', '.join(STAGE_NAMES)}")
+    stages = tuple(replace(s, widths=scale_widths(s.widths, width_divisor, quantum),
+                           stride=int(strides.get(s.name, s.stride))) for s in b.stages)
     res, sample = scale_resolutions(b, max_resolution)
 
     def head(h: HeadSpec) -> HeadSpec:
@@ -319,7 +325,8 @@ def scaled_hyperspace(base: Hyperspace | str, name: str, *, width_divisor: float
         b, name=name, stages=stages, resolutions=res, sample_resolutions=sample,
         n_classes=n_classes, final_expand=head(b.final_expand), feature_mix=head(b.feature_mix),
         logits=replace(b.logits, width=n_classes), base=b.name,
-        device=f"CPU-scale copy of {b.name} for {max_resolution}-px data, {n_classes} classes",
+        device=f"training-scale copy of {b.name} for {max_resolution}-px data, "
+               f"{n_classes} classes",
     )
 
 
