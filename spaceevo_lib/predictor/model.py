@@ -1,11 +1,20 @@
 """Block-level latency predictors: one per device and hyperspace, both precisions.
 
-A subnet's latency is predicted as the sum of its units' predicted latencies
-(:mod:`spaceevo_lib.predictor.units`) times a *composition* factor: the median, over subnets
-measured whole and unit by unit (the additivity set), of whole / sum of units. It absorbs what
-isolated measurements add or miss per piece (one runtime call each; for onnxruntime INT8 the
-input quantization and output dequantization; caches that are warm for one block but not for
-a whole network).
+A subnet's latency is predicted from its units' predicted latencies
+(:mod:`spaceevo_lib.predictor.units`) by a *composition* model fitted on whole networks:
+
+    whole_ms = a * sum(unit_ms) + b * weights_M + c * n_units + d * tensors_M   (eq-composition)
+
+An isolated block is timed over and over with its weights hot in the core's cache, and pays a
+runtime call (and, in INT8, a quantize/dequantize of its input and output) that a whole network
+pays once. In a whole network every block's weights stream in from L3 or memory on every
+inference: ``b`` is that cost per million weights (it comes out near the memory bandwidth),
+``c`` the per-block isolation cost (usually negative: it is removed), ``d`` a cost per million
+elements of the blocks' input and output tensors (what an isolated block pays at its
+boundaries: onnxruntime converts FP32 tensors to and from its blocked NCHWc layout and INT8
+ones to and from float, which a whole network does once), ``a`` what remains of a common
+scale. The older form, one factor (``composition="scalar"``: the median of whole / sum of
+units), cannot tell a small network from a large one; the chapter shows both.
 
 Unit latencies come from a :class:`UnitRegressor` per precision; its families
 (:data:`REGRESSORS`) are compared by cross-validation (:func:`compare_regressors`).
@@ -25,9 +34,12 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..latency.protocol import PROTOCOL_VERSION, ProtocolMismatch
 from .._io import atomic_path, write_json
 from ..space.encoding import SpaceChoice, Subnet
-from .units import FEATURES, KERNEL_FEATURES, SpaceUnits, Unit, subnet_units, unit_features
+from ..latency.protocol import STATS, latency_column
+from .units import (FEATURES, KERNEL_FEATURES, SpaceUnits, Unit, subnet_units, unit_cost,
+                    unit_features)
 
 PRECISIONS = ("fp32", "int8")
 REGRESSORS = ("kernel", "kernel+gbr", "rf", "gbr")
@@ -129,16 +141,10 @@ class UnitRegressor:
         return np.maximum(out, 1e-4)
 
 
-#: ``norm``: the fastest run with the machine's drift divided out (``latency.jobs.
-#: drift_normalized``); ``min``: the fastest timed run; ``median``: the median run.
-STATS = ("norm", "min", "median")
-
-
-def latency_column(precision: str, stat: str) -> str:
-    """The measurement column a predictor learns: ``<precision>_<stat>_ms``."""
-    if stat not in STATS:
-        raise ValueError(f"latency statistic must be one of {STATS}; got {stat!r}")
-    return f"{precision}_{stat}_ms"
+COMPOSITIONS = ("learned", "scalar")
+_PLAIN = (1.0, 0.0, 0.0, 0.0)  # the plain sum of units
+#: The composition model's terms, in the order of its coefficients (eq-composition).
+COMPOSITION_TERMS = ("sum_units_ms", "weights_m", "n_units", "tensors_m")
 
 
 def compare_regressors(units_table: pd.DataFrame, families: Sequence[str] = REGRESSORS,
@@ -187,9 +193,10 @@ def error_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 class LatencyPredictor:
     """Latency of subnets of ``hyperspace`` on ``device``, FP32 and INT8, in ms.
 
-    ``stat`` is the measured statistic it learns and predicts (:data:`STATS`): ``min``
-    (default: the fastest timed run, the least disturbed on a shared machine), ``median``, or
-    ``norm`` (the fastest run rescaled by a reference block timed around it).
+    ``stat`` is the measured statistic it learns and predicts (:data:`STATS`, from
+    :mod:`spaceevo_lib.latency.protocol`): ``min`` (the fastest run of any visit),
+    ``median_of_min`` or ``median``. ``composition`` is ``learned`` (eq-composition, fitted on
+    whole networks) or ``scalar`` (one factor).
 
     ``predict(subnets, "int8", space=...)`` is the search API: a batch of subnet descriptions
     (strings or :class:`~spaceevo_lib.space.Subnet`) of one candidate space, or
@@ -198,16 +205,20 @@ class LatencyPredictor:
     """
 
     def __init__(self, device: str, hyperspace: str, family: str = "kernel+gbr", seed: int = 0,
-                 min_group: int = 5, stat: str = "min"):
+                 min_group: int = 5, stat: str = "min", composition: str = "learned"):
         UnitRegressor(family)  # validates the family
         latency_column("fp32", stat)  # validates the statistic
+        if composition not in COMPOSITIONS:
+            raise ValueError(f"composition must be one of {COMPOSITIONS}; got {composition!r}")
         self.device, self.hyperspace, self.family, self.stat = device, hyperspace, family, stat
-        self.seed, self.min_group = seed, min_group
+        self.seed, self.min_group, self.composition_kind = seed, min_group, composition
         self.regressors: dict[str, UnitRegressor] = {}
-        self.composition: dict[str, float] = {p: 1.0 for p in PRECISIONS}
+        #: per precision: coefficients of COMPOSITION_TERMS (scalar: (factor, 0, 0, 0))
+        self.composition: dict[str, tuple[float, ...]] = {p: _PLAIN for p in PRECISIONS}
         self.units_table: pd.DataFrame | None = None
         self.whole_table: pd.DataFrame | None = None
         self._cache: dict[str, dict[Unit, float]] = {p: {} for p in PRECISIONS}
+        self._sizes: dict[Unit, tuple[float, float]] = {}
 
     @property
     def name(self) -> str:
@@ -219,7 +230,8 @@ class LatencyPredictor:
             ) -> LatencyPredictor:
         """Fit on measured units (columns of :class:`Unit` + the latency columns of
         :func:`latency_column`); ``whole_table`` (``space``, ``subnet``, the same latency
-        columns) fits the composition factor; without it the factor is 1."""
+        columns; torchvision rows as in :func:`~.experiment.network_units`) fits the
+        composition; without it the prediction is the plain sum of units."""
         self.units_table = units_table.reset_index(drop=True)
         self.whole_table = None if whole_table is None else whole_table.reset_index(drop=True)
         units = frame_units(self.units_table)
@@ -227,23 +239,41 @@ class LatencyPredictor:
             self.regressors[p] = UnitRegressor(self.family, self.seed, self.min_group).fit(
                 units, self.units_table[latency_column(p, self.stat)].to_numpy(float))
             self._cache[p] = {}
+            self.composition[p] = _PLAIN
         if self.whole_table is not None and len(self.whole_table):
-            self._fit_composition(units)
+            from .experiment import network_units
+            nets = [network_units(sp, sub) for sp, sub in zip(self.whole_table["space"],
+                                                             self.whole_table["subnet"])]
+            for p in PRECISIONS:
+                y = self.whole_table[latency_column(p, self.stat)].to_numpy(float)
+                self.composition[p] = self._fit_composition(self.terms(nets, p), y)
         return self
 
-    def _fit_composition(self, units: list[Unit]) -> None:
-        """Composition factor per precision: median of whole / sum of measured units."""
-        wt = self.whole_table
-        per = [subnet_units(s, n) for s, n in zip(wt["space"], wt["subnet"])]
-        for p in PRECISIONS:
-            measured = dict(zip(units, self.units_table[latency_column(p, self.stat)]))
-            missing = [u for us in per for u in us if u not in measured]
-            if missing:
-                raise ValueError(f"every unit of the additivity subnets must be measured; "
-                                 f"missing e.g. {missing[0]}")
-            parts = np.array([sum(measured[u] for u in us) for us in per])
-            whole = wt[latency_column(p, self.stat)].to_numpy(float)
-            self.composition[p] = float(np.median(whole / parts))
+    def _fit_composition(self, x: np.ndarray, y: np.ndarray) -> tuple[float, ...]:
+        """Least squares on relative error (each network counts alike, small or large); one
+        factor when asked, or when there are fewer than two networks per term."""
+        if self.composition_kind == "scalar" or len(y) < 2 * len(COMPOSITION_TERMS):
+            return (float(np.median(y / x[:, 0])), *_PLAIN[1:])
+        coef = np.linalg.lstsq(x / y[:, None], np.ones(len(y)), rcond=None)[0]
+        return tuple(float(c) for c in coef)
+
+    def terms(self, networks: Sequence[Sequence[Unit]], precision: str) -> np.ndarray:
+        """(networks, 4) array of the composition terms (:data:`COMPOSITION_TERMS`): predicted
+        sum of units (ms), weights (millions), number of units, elements of the units' input and
+        output tensors (millions)."""
+        n = np.array([len(u) for u in networks], dtype=np.float64)
+        if not len(networks):
+            return np.empty((0, len(COMPOSITION_TERMS)))
+        flat = [u for us in networks for u in us]
+        vals = self.predict_units(flat, precision)
+        for u in dict.fromkeys(flat):
+            if u not in self._sizes:
+                c = unit_cost(u)
+                self._sizes[u] = (c["params"] / 1e6, (c["in_elems"] + c["out_elems"]) / 1e6)
+        sizes = np.array([self._sizes[u] for u in flat], dtype=np.float64).reshape(-1, 2)
+        starts = np.r_[0, np.cumsum(n[:-1])].astype(int)
+        return np.c_[np.add.reduceat(vals, starts), np.add.reduceat(sizes[:, 0], starts), n,
+                     np.add.reduceat(sizes[:, 1], starts)]
 
     # --- prediction
 
@@ -264,31 +294,31 @@ class LatencyPredictor:
     def _units_of(self, subnets, space) -> list[list[Unit]]:
         if space is not None:  # one space: read its allowed values once
             sp = space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
-            if sp.hyperspace != self.hyperspace:
-                raise ValueError(f"predictor {self.name} covers hyperspace {self.hyperspace!r};"
-                                 f" got a subnet of {sp.hyperspace!r}")
+            self._check_hyperspace(sp)
             units_of = SpaceUnits(sp)
             return [units_of(s) for s in subnets]
         out = []
         for item in subnets:
-            if space is not None:
-                sp, sub = space, item
-            else:
-                if not isinstance(item, tuple) or len(item) != 2:
-                    raise TypeError("without space=, give (space, subnet) pairs; got "
-                                    f"{type(item).__name__}")
-                sp, sub = item
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise TypeError("without space=, give (space, subnet) pairs; got "
+                                f"{type(item).__name__}")
+            sp, sub = item
             sp = sp if isinstance(sp, SpaceChoice) else SpaceChoice.decode(sp)
-            if sp.hyperspace != self.hyperspace:
-                raise ValueError(f"predictor {self.name} covers hyperspace {self.hyperspace!r};"
-                                 f" got a subnet of {sp.hyperspace!r}")
+            self._check_hyperspace(sp)
             out.append(subnet_units(sp, sub))
         return out
+
+    def _check_hyperspace(self, sp: SpaceChoice) -> None:
+        if sp.hyperspace != self.hyperspace:
+            raise ValueError(f"predictor {self.name} covers hyperspace {self.hyperspace!r} "
+                             f"only; got a subnet of {sp.hyperspace!r} (load the predictor "
+                             f"built for that hyperspace)")
 
     def predict(self, subnets: Iterable[Subnet | str | tuple], precision: str = "int8",
                 space: SpaceChoice | str | None = None) -> np.ndarray:
         """Predicted latency (ms) of each subnet; every description is validated against the
-        hyperspace first (EncodingError names the offending field)."""
+        hyperspace first (EncodingError names the offending field, e.g. a resolution the
+        hyperspace does not have)."""
         self._check_precision(precision)
         return self.predict_unit_lists(self._units_of(subnets, space), precision)
 
@@ -297,13 +327,12 @@ class LatencyPredictor:
         """Predicted latency (ms) of networks given as their units (e.g. a torchvision
         baseline from :func:`~spaceevo_lib.predictor.units.baseline_units`)."""
         self._check_precision(precision)
-        n = np.array([len(u) for u in networks], dtype=np.float64)
         if not len(networks):
             return np.empty(0)
-        flat = [u for us in networks for u in us]
-        vals = self.predict_units(flat, precision)
-        starts = np.r_[0, np.cumsum(n[:-1])].astype(int)
-        return np.add.reduceat(vals, starts) * self.composition[precision]
+        x = self.terms(networks, precision)
+        # never below a tenth of the plain sum: a fitted negative term must not make a tiny
+        # network free
+        return np.maximum(x @ np.asarray(self.composition[precision]), 0.1 * x[:, 0])
 
     # --- persistence
 
@@ -312,16 +341,18 @@ class LatencyPredictor:
         if self.units_table is None:
             raise RuntimeError("fit the predictor before saving it")
         folder = Path(folder)
-        stem = name or f"predictor-{self.device}"
+        stem = name or f"predictor-{self.device}@{self.hyperspace}"
         folder.mkdir(parents=True, exist_ok=True)
         for kind, table in (("units", self.units_table), ("whole", self.whole_table)):
             if table is not None:
                 with atomic_path(folder / f"{stem}-{kind}.parquet") as tmp:
                     table.to_parquet(tmp, index=False)
         meta = {"device": self.device, "hyperspace": self.hyperspace, "family": self.family,
-                "stat": self.stat,
+                "stat": self.stat, "composition_kind": self.composition_kind,
                 "seed": self.seed, "min_group": self.min_group,
-                "composition": self.composition, "whole": self.whole_table is not None,
+                "composition": {p: dict(zip(COMPOSITION_TERMS, c))
+                                for p, c in self.composition.items()},
+                "whole": self.whole_table is not None, "protocol_version": PROTOCOL_VERSION,
                 "spaceevo_lib": __version__,
                 "note": "refit from the tables on load (no pickles): see predictor.model"}
         return write_json(folder / f"{stem}.json", meta)
@@ -335,7 +366,12 @@ class LatencyPredictor:
             raise FileNotFoundError(f"no saved predictor {name!r} in {folder}; saved: "
                                     f"{', '.join(have) or 'none (run the predictor chapter)'}")
         meta = json.loads(path.read_text())
+        if meta.get("protocol_version") != PROTOCOL_VERSION:
+            raise ProtocolMismatch(
+                f"saved predictor {path} was trained on latencies of timing protocol version "
+                f"{meta.get('protocol_version', 1)}; this library's is {PROTOCOL_VERSION}. "
+                f"Rerun the predictor chapter (its old measurement tables are refused too).")
         units = pd.read_parquet(folder / f"{name}-units.parquet")
         whole = pd.read_parquet(folder / f"{name}-whole.parquet") if meta["whole"] else None
         return cls(meta["device"], meta["hyperspace"], meta["family"], meta["seed"],
-                   meta["min_group"], meta["stat"]).fit(units, whole)
+                   meta["min_group"], meta["stat"], meta["composition_kind"]).fit(units, whole)

@@ -75,15 +75,25 @@ def build_subnet_module(space: str, subnet: str):
     return build_subnet(space, subnet)
 
 
-def build_baseline(name: str):
-    """A torchvision baseline with random weights (a picklable :class:`Job` builder)."""
+def build_baseline(name: str, **kwargs):
+    """A torchvision baseline with random weights (a picklable :class:`Job` builder);
+    ``kwargs`` go to :func:`~spaceevo_lib.nn.models.create_model` (``num_classes``,
+    ``stem_stride``)."""
     from ..nn.models import create_model
-    return create_model(name)
+    return create_model(name, **kwargs)
 
 
-#: The fixed block timed around every measurement (a drift reference): a MobileNetV2 block,
-#: 32 channels at 28x28, a fraction of a millisecond on either runtime.
-REFERENCE_UNIT = Unit("MBv2Res", "relu6", 32, 32, 3, 4.0, 1, 28)
+def baseline_subnet(name: str, resolution: int, num_classes: int = 1000,
+                    stem_stride: int = 2) -> str:
+    """The row id of a baseline: ``<name>@r<resolution>`` plus ``/c<classes>/s<stem stride>``
+    when they differ from torchvision's defaults."""
+    extra = "" if (num_classes, stem_stride) == (1000, 2) else f"/c{num_classes}/s{stem_stride}"
+    return f"{name}@r{resolution}{extra}"
+
+
+def _unit_args(build: dict) -> dict:
+    return {"n_classes": build.get("num_classes", 1000),
+            "stem_stride": build.get("stem_stride", 2)}
 
 
 def _unit_meta(u: Unit) -> dict:
@@ -92,7 +102,8 @@ def _unit_meta(u: Unit) -> dict:
 
 @dataclass(frozen=True)
 class Measurer:
-    """Measures units and subnets on one device into the run's tables."""
+    """Measures units and subnets on one device into the run's tables (the one measurement
+    path, :func:`~spaceevo_lib.latency.jobs.run_jobs`)."""
 
     device: str
     run: object
@@ -110,60 +121,54 @@ class Measurer:
         return self._run(jobs, f"{table}-{self.device}")
 
     def subnets(self, pairs: Sequence[tuple[str, str]], names: Sequence[str] | None = None,
-                table: str = "subnets", keep_models: bool = False) -> pd.DataFrame:
+                table: str = "subnets") -> pd.DataFrame:
         """Measured latencies of whole subnets (``space``, ``subnet`` and ``name`` columns)."""
-        return self._run(self.subnet_jobs(pairs, names), f"{table}-{self.device}", keep_models)
+        return self._run(self.subnet_jobs(pairs, names), f"{table}-{self.device}")
 
-    def retest(self, pairs: Sequence[tuple[str, str]], names: Sequence[str] | None = None,
-               table: str = "validation") -> pd.DataFrame:
-        """Time subnets measured by :meth:`subnets` (with ``keep_models``) a second time."""
-        from ..latency.jobs import retime_jobs
-        return retime_jobs(self.subnet_jobs(pairs, names), self.images, self.run,
-                           f"retest-{self.device}", f"{table}-{self.device}", self.protocol,
-                           self.seed, self.progress, self.reference())
-
-    def reference(self) -> Job:
-        """The drift-reference job of this device (:data:`REFERENCE_UNIT`)."""
-        u = REFERENCE_UNIT
-        return Job.make(self.device, build_unit, unit_spec(u), u.input_shape,
-                        {"kind": "reference", **u._asdict()}, dict(self.options), self.protocol)
-
-    def baselines(self, names: Sequence[str], resolution: int, table: str = "validation"
-                  ) -> pd.DataFrame:
-        """Measured latencies of torchvision baselines (rows like :meth:`subnets`' with space
-        ``torchvision`` and subnet ``<name>@r<resolution>``)."""
-        from .units import baseline_units
-        jobs = []
-        for name in names:
-            n_units = len(baseline_units(name, resolution))  # refuses unpriceable models
-            jobs.append(Job.make(self.device, build_baseline, {"name": name},
-                                 (1, 3, resolution, resolution),
-                                 {"kind": "baseline", "name": name, "space": "torchvision",
-                                  "subnet": f"{name}@r{resolution}", "n_units": n_units},
-                                 dict(self.options), self.protocol))
-        return self._run(jobs, f"{table}-baselines-{self.device}")
-
-    def subnet_jobs(self, pairs: Sequence[tuple[str, str]], names: Sequence[str] | None = None
-                    ) -> list[Job]:
+    def subnet_jobs(self, pairs: Sequence[tuple[str, str]], names: Sequence[str] | None = None,
+                    roles: Sequence[str] | None = None) -> list[Job]:
+        """One job per distinct subnet (the first name and role win)."""
         names = list(names) if names is not None else ["random"] * len(pairs)
+        roles = list(roles) if roles is not None else [""] * len(pairs)
         jobs, seen = [], set()
-        for (sp, sub), name in zip(pairs, names):
+        for (sp, sub), name, role in zip(pairs, names, roles):
             if (sp, sub) in seen:
                 continue
             seen.add((sp, sub))
             r = Subnet.decode(sub).resolution
             jobs.append(Job.make(self.device, build_subnet_module, {"space": sp, "subnet": sub},
-                                 (1, 3, r, r), {"kind": "subnet", "name": name, "space": sp,
-                                                "subnet": sub, "n_units": len(
+                                 (1, 3, r, r), {"kind": "subnet", "name": name, "role": role,
+                                                "space": sp, "subnet": sub, "n_units": len(
                                                     subnet_units(sp, sub))},
                                  dict(self.options), self.protocol))
         return jobs
 
-    def _run(self, jobs: list[Job], table: str, keep_models: bool = False) -> pd.DataFrame:
-        jobs = [j for j in jobs if j.key != self.reference().key]
+    def baseline_jobs(self, names: Sequence[str], resolution: int, role: str = "validation",
+                      **build) -> list[Job]:
+        """torchvision baselines as rows like :meth:`subnet_jobs`' (space ``torchvision``,
+        subnet ``<name>@r<resolution>``); ``build`` goes to the model builder (e.g.
+        ``stem_stride``, ``num_classes``)."""
+        from .units import baseline_units
+        jobs = []
+        for name in names:
+            n_units = len(baseline_units(name, resolution, **_unit_args(build)))  # refuses
+            #                                                           unpriceable models
+            jobs.append(Job.make(self.device, build_baseline, {"name": name, **build},
+                                 (1, 3, resolution, resolution),
+                                 {"kind": "baseline", "name": name, "role": role,
+                                  "space": "torchvision",
+                                  "subnet": baseline_subnet(name, resolution, **build),
+                                  "n_units": n_units}, dict(self.options), self.protocol))
+        return jobs
+
+    def networks(self, jobs: Sequence[Job], table: str = "wholes") -> pd.DataFrame:
+        """Measure whole networks together (one interleaved batch: no role is timed in a
+        slower phase of the machine than another)."""
+        return self._run(list(jobs), f"{table}-{self.device}")
+
+    def _run(self, jobs: list[Job], table: str) -> pd.DataFrame:
         return run_jobs(jobs, self.images, self.run, table, self.protocol, self.workers,
-                        self.seed, keep_models=keep_models, progress=self.progress,
-                        reference=self.reference())
+                        self.seed, progress=self.progress)
 
 
 def neighbours(u_space: str, stage: str, code: str, rng: np.random.Generator, n: int,

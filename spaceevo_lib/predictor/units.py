@@ -22,7 +22,8 @@ from ..space.hyperspace import as_hyperspace, make_divisible
 
 HEAD = "Head"
 #: Numeric features of a unit, in the order of :func:`unit_features`' columns.
-FEATURES = ("cin", "cout", "hw", "k", "e", "stride", "macs", "params", "in_elems",
+FEATURES = ("cin", "cout", "hw", "k", "e", "stride", "cin_mod16", "cout_mod16",
+            "hidden_mod16", "macs", "params", "in_elems",
             "out_elems", "hidden_elems", "macs_conv", "macs_pw", "macs_dw", "macs_fc",
             "out_conv", "out_pw", "out_dw", "act_relu", "act_hswish", "act_swish", "se_elems",
             "se_count", "add_elems", "pool_elems", "n_kernels")
@@ -278,7 +279,12 @@ def unit_features(units: Sequence[Unit]) -> np.ndarray:
     rows = []
     for u in units:
         c = unit_cost(u)
-        rows.append([u.cin, u.cout, u.hw, u.k, u.e, u.stride, c["macs"], c["params"],
+        # channel counts off the 16-lane SIMD blocking (AVX-512, onnxruntime's NCHWc layout)
+        # run padded or in slower kernels: the regressors see the remainders
+        hw_out = 1 if u.code == HEAD else _out(u.hw, u.stride)
+        hidden = int(round(c["hidden_elems"] / max(1, hw_out * hw_out)))
+        rows.append([u.cin, u.cout, u.hw, u.k, u.e, u.stride, u.cin % 16, u.cout % 16,
+                     hidden % 16, c["macs"], c["params"],
                      c["in_elems"], c["out_elems"], c["hidden_elems"],
                      *(c[k] for k in KERNEL_FEATURES if k != "in_elems")])
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
@@ -297,8 +303,10 @@ _OUTSIDE = {"mobilenet_v3_small": "its inverted residuals skip the shortcut when
             "resnet50": "its bottleneck's expansion and ReLU placement differ from ResNetBlock"}
 
 
-def baseline_units(name: str, resolution: int, n_classes: int = 1000) -> list[Unit]:
-    """The units of a torchvision baseline (see :data:`BASELINES`), read off the model.
+def baseline_units(name: str, resolution: int, n_classes: int = 1000,
+                   stem_stride: int = 2) -> list[Unit]:
+    """The units of a torchvision baseline (see :data:`BASELINES`), read off the model
+    (built as :func:`~spaceevo_lib.nn.models.create_model` builds it, ``stem_stride`` included).
 
     torchvision's MobileNetV2 is a FirstConv (ReLU6), inverted residuals that are exactly the
     hyperspaces' ``MBv2`` block with ReLU6 (expand conv skipped at ratio 1, identity shortcut
@@ -308,9 +316,10 @@ def baseline_units(name: str, resolution: int, n_classes: int = 1000) -> list[Un
         why = _OUTSIDE.get(name, "it is not a torchvision baseline of this study")
         raise KeyError(f"{name!r} cannot be priced by a block predictor: {why}; priceable "
                        f"baselines: {', '.join(BASELINES)}")
-    import torchvision
     from torch import nn
-    m = getattr(torchvision.models, name)(weights=None, num_classes=n_classes)
+
+    from ..nn.models import create_model
+    m = create_model(name, num_classes=n_classes, stem_stride=stem_stride)
     convs = lambda mod: [c for c in mod.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
     first = convs(m.features[0])[0]
     units = [Unit("FirstConv", "relu6", 3, first.out_channels, first.kernel_size[0], 0.0,

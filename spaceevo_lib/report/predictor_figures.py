@@ -10,10 +10,16 @@ def plot_validation_scatter(validation, band: float = 10.0):
     with the +-``band`` % corridor; SEQnets and the torchvision baseline are marked."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
-    panels = list(dict.fromkeys(zip(validation.device, validation.precision)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
-    for ax, (dev, prec) in zip(axes[0], panels):
-        d = validation[(validation.device == dev) & (validation.precision == prec)]
+    hs_col = validation.hyperspace if "hyperspace" in validation else [""] * len(validation)
+    panels = list(dict.fromkeys(zip(validation.device, hs_col, validation.precision)))
+    cols = min(4, len(panels))
+    rows_n = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.5 * cols, 3.4 * rows_n), squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, (dev, hs, prec) in zip(axes.ravel(), panels):
+        d = validation[(validation.device == dev) & (hs_col == hs) &
+                       (validation.precision == prec)]
         rnd = d[d.name == "random"]
         seq = d[d.name.str.startswith("SEQnet")]
         base = d[(d.name != "random") & ~d.name.str.startswith("SEQnet")]
@@ -21,7 +27,7 @@ def plot_validation_scatter(validation, band: float = 10.0):
         ax.scatter(seq.measured_ms, seq.predicted_ms, s=40, marker="*", color="C3",
                    label="published SEQnets")
         ax.scatter(base.measured_ms, base.predicted_ms, s=30, marker="D", color="C2",
-                   label="torchvision MobileNetV2")
+                   label="torchvision baseline")
         lo = 0.8 * min(d.measured_ms.min(), d.predicted_ms.min())
         hi = 1.2 * max(d.measured_ms.max(), d.predicted_ms.max())
         x = np.array([lo, hi])
@@ -34,10 +40,11 @@ def plot_validation_scatter(validation, band: float = 10.0):
             axis.set_major_formatter(ScalarFormatter())
             axis.set_minor_formatter(NullFormatter())
         within = 100 * np.mean(np.abs(d.error_pct) <= band)
-        ax.set_title(f"{dev} {prec.upper()}: {within:.0f} % within +-{band:g} %", fontsize=9)
+        ax.set_title(f"{dev} {hs} {prec.upper()}\n{within:.0f} % within +-{band:g} %",
+                     fontsize=9)
         ax.set_xlabel("measured (ms)")
         ax.set_ylabel("predicted (ms)")
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -47,8 +54,10 @@ def plot_additivity(additivity):
     precision (1 = perfectly additive)."""
     import matplotlib.pyplot as plt
     rows = []
-    for (dev, prec), g in additivity.groupby(["device", "precision"], sort=False):
-        rows.append((f"{dev}\n{prec.upper()}", g["sum_over_whole"].to_numpy()))
+    keys = [c for c in ("device", "hyperspace", "precision") if c in additivity]
+    for key, g in additivity.groupby(keys, sort=False):
+        rows.append(("\n".join(str(k) for k in key[:-1]) + f"\n{key[-1].upper()}",
+                     g["sum_over_whole"].to_numpy()))
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.2))
     for i, (label, vals) in enumerate(rows):
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), vals, s=18)
@@ -75,5 +84,28 @@ def plot_kernel_costs(costs):
     for t in ax.get_xticklabels():
         t.set_ha("right")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_visits(visits, title: str = ""):
+    """Each network's fastest run per visit, relative to its fastest run of all visits,
+    against the time of the visit: the machine's phases, and why one block of runs is not
+    enough (median over networks as a line)."""
+    import matplotlib.pyplot as plt
+    v = visits.copy()
+    v["rel"] = v["min_ms"] / v.groupby(["key", "precision"])["min_ms"].transform("min")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    for ax, prec in zip(axes, ("fp32", "int8")):
+        d = v[v.precision == prec]
+        ax.scatter(d["t_s"], d["rel"], s=5, alpha=0.35)
+        med = d.groupby("round").agg(t=("t_s", "median"), rel=("rel", "median"))
+        ax.plot(med.t, med.rel, color="C3", lw=1.5, label="median over networks")
+        ax.axhline(1.10, color="0.5", ls=":", lw=1)
+        ax.set_xlabel("time of the visit (s)")
+        ax.set_title(f"{prec.upper()} {title}", fontsize=9)
+    axes[0].set_ylabel("visit's fastest run / overall fastest")
+    axes[0].set_ylim(0.98, min(2.0, float(v["rel"].quantile(0.99)) + 0.05))
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
