@@ -397,3 +397,28 @@ def test_stem_stride_one_keeps_everything_else_of_a_torchvision_model():
     assert count_macs(b, (1, 3, 32, 32)) > 2 * count_macs(a, (1, 3, 32, 32))
     with pytest.raises(ValueError, match="stem_stride"):
         create_model("mobilenet_v2", stem_stride=3)
+
+
+def test_seven_by_seven_depthwise_convs_are_priced_on_their_own():
+    from spaceevo_lib.predictor.units import Unit
+    base = dict(act="relu6", cin=32, cout=32, e=6.0, stride=1, hw=8, fe=0, fm=0)
+    k5, k7 = unit_cost(Unit("MBv2Res", k=5, **base)), unit_cost(Unit("MBv2Res", k=7, **base))
+    assert k5["dw7_count"] == k5["macs_dw7"] == 0
+    assert k7["dw7_count"] == 1 and k7["macs_dw7"] == k7["macs_dw"] == 192 * 49 * 64
+    stacked = unit_cost(Unit("MBv2K3Res", k=7, **base))  # three 3x3: not a 7x7 kernel
+    assert stacked["dw7_count"] == 0 and stacked["macs_dw"] == 3 * 192 * 9 * 64
+
+
+def test_depthwise_kernel_costs_show_a_slow_large_kernel():
+    from spaceevo_lib.predictor.experiment import depthwise_kernel_costs
+    from spaceevo_lib.predictor.units import Unit
+    units = [Unit("MBv2Res", "relu6", c, c, k, 6.0, 1, 8, 0, 0)
+             for k in (3, 5, 7) for c in (16, 32, 48)]
+    t = units_frame(units)
+    for p in ("fp32", "int8"):  # a device whose 7x7 depthwise costs 10x its MACs' worth
+        t[latency_column(p, "min")] = [
+            (unit_cost(u)["macs"] + 9 * unit_cost(u)["macs_dw7"]) / 1e9 for u in units]
+    d = depthwise_kernel_costs(t, "dev", HS).set_index(["precision", "k"])
+    assert d.loc[("int8", 5), "vs_k5"] == pytest.approx(1.0)
+    assert d.loc[("int8", 7), "vs_k5"] > 2.5 and d.loc[("fp32", 3), "blocks"] == 3
+    assert depthwise_kernel_costs(t.iloc[:0]).empty

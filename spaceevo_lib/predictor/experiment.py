@@ -104,6 +104,33 @@ def kernel_costs(predictor: LatencyPredictor) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def depthwise_kernel_costs(units_table: pd.DataFrame, device: str = "", hyperspace: str = ""
+                           ) -> pd.DataFrame:
+    """Median microseconds per thousand depthwise MACs of measured blocks whose one depthwise
+    convolution is k x k (k = 3, 5, 7; blocks built around a single depthwise conv), per
+    precision: how the runtime's depthwise kernels scale with the kernel size (a block's other
+    convolutions do not grow with k, so if depthwise cost followed MACs, ``vs_k5`` would be
+    at most 1 for k = 7)."""
+    from .units import unit_cost
+    one_dw = units_table[units_table.code.isin(["MBv2", "MBv2Res", "MBv3Res", "MBv1Dual"])]
+    if one_dw.empty:
+        return pd.DataFrame()
+    macs = np.array([unit_cost(u)["macs_dw"] for u in frame_units(one_dw)])
+    rows = []
+    for p in PRECISIONS:
+        per = 1e3 * one_dw[latency_column(p, "min")].to_numpy() / (macs / 1e3)
+        for k in (3, 5, 7):
+            m = (one_dw.k == k).to_numpy()
+            if m.any():
+                rows.append({"device": device, "hyperspace": hyperspace, "precision": p,
+                             "k": k, "blocks": int(m.sum()),
+                             "us_per_kmac_dw": float(np.median(per[m]))})
+    out = pd.DataFrame(rows)
+    base = out[out.k == 5].set_index("precision")["us_per_kmac_dw"]
+    out["vs_k5"] = out["us_per_kmac_dw"] / out["precision"].map(base)  # <= 1 if cost ~ MACs
+    return out
+
+
 def measure_fusion(devices, run, images: np.ndarray, protocol: Protocol = Protocol(),
                    channels: int = 64, hw: int = 56, workers: int = 0, seed: int = 0,
                    device_options: dict | None = None, progress: bool = True) -> pd.DataFrame:

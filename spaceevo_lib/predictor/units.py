@@ -26,7 +26,7 @@ FEATURES = ("cin", "cout", "hw", "k", "e", "stride", "cin_mod16", "cout_mod16",
             "hidden_mod16", "macs", "params", "in_elems",
             "out_elems", "hidden_elems", "macs_conv", "macs_pw", "macs_dw", "macs_fc",
             "out_conv", "out_pw", "out_dw", "act_relu", "act_hswish", "act_swish", "se_elems",
-            "se_count", "add_elems", "pool_elems", "n_kernels")
+            "se_count", "add_elems", "pool_elems", "n_kernels", "dw7_count", "macs_dw7")
 
 
 class Unit(NamedTuple):
@@ -149,10 +149,12 @@ def unit_spec(u: Unit) -> dict:
 #: Kernel-level cost features of a unit (sums over its layers), the linear model's inputs:
 #: MACs and output elements per convolution kind, elements through each activation family
 #: (relu/relu6, hswish, swish), squeeze-excite, residual-add and pooling elements, and the
-#: number of kernels (a per-kernel overhead).
+#: number of kernels (a per-kernel overhead), and the count and MACs of 7x7 depthwise
+#: convolutions on their own: TFLite runs them some 30x slower per MAC than 3x3 and 5x5 ones
+#: (FP32 and INT8; measured in the predictor chapter's blocks), so they need their own cost.
 KERNEL_FEATURES = ("macs_conv", "macs_pw", "macs_dw", "macs_fc", "out_conv", "out_pw",
                    "out_dw", "act_relu", "act_hswish", "act_swish", "se_elems", "se_count",
-                   "add_elems", "pool_elems", "in_elems", "n_kernels")
+                   "add_elems", "pool_elems", "in_elems", "n_kernels", "dw7_count", "macs_dw7")
 _ACT_FAMILY = {"relu": "act_relu", "relu6": "act_relu", "hswish": "act_hswish",
                "swish": "act_swish", "none": None}
 
@@ -175,6 +177,9 @@ class _Cost:
         self.f[f"macs_{kind}"] += macs
         self.f[f"out_{kind}"] += out
         self.f["n_kernels"] += 1
+        if kind == "dw" and k >= 7:
+            self.f["dw7_count"] += 1
+            self.f["macs_dw7"] += macs
         self.activation(act, out)
 
     def activation(self, act: str, elems: int) -> None:
