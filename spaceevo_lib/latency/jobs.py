@@ -93,7 +93,13 @@ def _prepare(job: Job, images: np.ndarray, seed: int):
 
 
 def _init_worker() -> None:
+    import signal
+
     import torch
+
+    # the parent's Ctrl-C or kernel shutdown reaches the whole process group: the parent stops
+    # the pool itself, so an idle worker must not die with a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from ..export.keras import load_triton_before_tensorflow
     load_triton_before_tensorflow()  # TensorFlow after triton, or it crashes (toolchain notes)
