@@ -1,0 +1,140 @@
+"""LSQ+ fake quantization (Bhalgat et al. 2020, arXiv 2004.09576), as deployed runtimes
+read it back.
+
+* :class:`ActQuantizer`: asymmetric unsigned 8 bit (0..255), a learnable scale ``s`` and
+  offset ``b``. The offset is used **snapped to an integer zero point**
+  ``zp = clamp(round(-b / s), 0, 255)``, so that the trained fake-quant network equals what a
+  QuantizeLinear / DequantizeLinear pair computes in onnxruntime (a continuous offset cannot be
+  exported; training-notes section 2).
+* :class:`WeightQuantizer`: symmetric int8 in [-127, 127], one scale per output channel (what
+  onnxruntime's QLinearConv fusion and TFLite's int8 kernels use) or one per tensor (the
+  paper's reference code).
+
+Both use the straight-through estimator for rounding and LSQ's gradient scale
+``g = 1 / sqrt(N * Qp)`` (``N`` elements per sample for activations, per scale for weights),
+take their absolute scale clamped to at least :data:`EPS` (a scale of 0 gives inf/NaN), and
+initialise from the first quantized forward in training mode: min-max for activations,
+max-abs for weights, averaged across processes under torch.distributed. The ``initialized``
+flag is a buffer, so it travels with the weights in a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+EPS = 1e-8
+ACT_QMAX = 255  # uint8 activations: 0..255 (TFLite int8 is the same grid shifted by 128)
+WEIGHT_QMAX = 127  # int8 weights: -127..127 (symmetric, zero point 0)
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round(x) forward, identity backward."""
+    return x + (torch.round(x) - x).detach()
+
+
+def grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
+    """x forward, gradient times ``g`` backward (LSQ's step-size gradient scale)."""
+    return x * g + (x - x * g).detach()
+
+
+def _mean_across_processes(t: torch.Tensor) -> torch.Tensor:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = t.clone()
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t
+
+
+class NotInitialisedError(RuntimeError):
+    """A quantizer was evaluated or exported before any training-mode forward set its range."""
+
+
+class _Quantizer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    def _require_init(self) -> None:
+        if not bool(self.initialized):
+            raise NotInitialisedError(
+                f"{type(self).__name__} was never initialised: run at least one forward pass in "
+                "training mode (model.train()) on real data before evaluating or exporting")
+
+    @property
+    def step(self) -> torch.Tensor:
+        """The scale actually used: |s| clamped to at least EPS."""
+        return self.scale.detach().abs().clamp_min(EPS)
+
+
+class ActQuantizer(_Quantizer):
+    """LSQ+ activation quantizer (one per tensor): learnable scale and offset, 0..255."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.offset = nn.Parameter(torch.zeros(()))
+
+    @torch.no_grad()
+    def initialise(self, x: torch.Tensor) -> None:
+        """Min-max range of ``x`` (widened to contain 0, so that 0.0 is exact, as the
+        runtimes require for zero padding)."""
+        lo, hi = x.min().clamp_max(0.0), x.max().clamp_min(0.0)
+        s = ((hi - lo) / ACT_QMAX).clamp_min(EPS)
+        both = _mean_across_processes(torch.stack([s, lo]).float())
+        self.scale.copy_(both[0])
+        self.offset.copy_(both[1])
+        self.initialized.fill_(True)
+
+    def zero_point(self) -> torch.Tensor:
+        """The integer zero point the offset is snapped to (0..255)."""
+        return torch.clamp(torch.round(-self.offset.detach() / self.step), 0, ACT_QMAX)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.initialized):
+            self.initialise(x)
+        self._require_init()
+        g = 1.0 / math.sqrt(max(1, x[0].numel()) * ACT_QMAX)
+        s = grad_scale(self.scale.abs().clamp_min(EPS), g)
+        b = grad_scale(self.offset, g)
+        zp = torch.clamp(round_ste(-b / s), 0, ACT_QMAX)
+        q = torch.clamp(round_ste(x / s) + zp, 0, ACT_QMAX)
+        return (q - zp) * s
+
+    def extra_repr(self) -> str:
+        return "uint8, asymmetric, learned scale and offset"
+
+
+class WeightQuantizer(_Quantizer):
+    """LSQ+ weight quantizer: symmetric int8 (-127..127), per output channel or per tensor."""
+
+    def __init__(self, channels: int, per_channel: bool = True) -> None:
+        super().__init__()
+        self.per_channel = per_channel
+        self.scale = nn.Parameter(torch.ones(channels if per_channel else ()))
+
+    @torch.no_grad()
+    def initialise(self, w: torch.Tensor) -> None:
+        """max|w| / 127 per scale (the reference code's tuple-repetition quirk, which starts
+        from half the maximum, is not reproduced)."""
+        a = w.detach().abs()
+        m = a.flatten(1).amax(1) if self.per_channel else a.max()
+        self.scale.copy_(_mean_across_processes((m / WEIGHT_QMAX).clamp_min(EPS).float()))
+        self.initialized.fill_(True)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.initialized):
+            self.initialise(w)
+        self._require_init()
+        per_scale = w[0].numel() if self.per_channel else w.numel()
+        g = 1.0 / math.sqrt(per_scale * WEIGHT_QMAX)
+        s = grad_scale(self.scale.abs().clamp_min(EPS), g)
+        if self.per_channel:
+            s = s.view(-1, *([1] * (w.dim() - 1)))
+        return torch.clamp(round_ste(w / s), -WEIGHT_QMAX, WEIGHT_QMAX) * s
+
+    def extra_repr(self) -> str:
+        return f"int8, symmetric, {'per channel' if self.per_channel else 'per tensor'}"
