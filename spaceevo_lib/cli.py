@@ -4,6 +4,8 @@
     spaceevo chapter data -p resolution 32     rerun one chapter with new parameters, rebuild
     spaceevo params data                       a chapter's parameters and profile values
     spaceevo fetch imagenette                  download + convert the originals (internet)
+    spaceevo train mobilenet_v3_small -o epochs 3   train one network on Imagenette (also
+                                               under torchrun; see spaceevo_lib.train.run)
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     f = sub.add_parser("fetch", help="download the original data (needs internet)")
     f.add_argument("name", choices=["imagenette", "spaceevo-reference"])
+    t = sub.add_parser("train", help="train one network on Imagenette (torchrun-ready)")
+    t.add_argument("name", help="a torchvision model name or '<space>:<subnet>' encodings")
+    t.add_argument("--out", default=None, help="run folder (default: runs/train/<name>)")
+    t.add_argument("--resolution", type=int, default=32, help="Imagenette side: 32 or 64")
+    t.add_argument("-o", nargs=2, action="append", default=[], metavar=("OPTION", "VALUE"),
+                   help="a training option of spaceevo_lib.train.TrainConfig")
     args = ap.parse_args(argv)
 
     from . import book
@@ -43,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[spaceevo] executed: {out}")
             if not args.no_html:
                 print(f"[spaceevo] book: {book.build_html()}")
+        elif args.cmd == "train":
+            return _train(args)
         elif args.cmd == "params":
             _print_params(args.name)
         else:
@@ -52,6 +62,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spaceevo: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _train(args) -> int:
+    from .settings import runs_dir
+    from .train import CheckpointError
+    from .train.run import main as train_main
+    out = args.out or str(runs_dir() / "train" / args.name.replace(":", "_").replace("/", "_"))
+    try:
+        return train_main(args.name, out, {k: parse_cli_value(v) for k, v in args.o},
+                          args.resolution)
+    except (ValueError, KeyError, CheckpointError) as e:
+        print(f"spaceevo train: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _print_params(name: str) -> None:

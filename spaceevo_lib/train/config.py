@@ -35,6 +35,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     augment: str = "crop_flip"  # none | flip | crop_flip (reflect-padded random crop + flip)
     valid_size: int = 1000  # images held out of the training split for model selection
+    train_images: int = 0  # a seeded subset of the rest for quick runs (0: all of them)
     bn_recalibration_batches: int = 0  # after training: re-estimate BN statistics (0: off)
     seed: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)  # step-specific settings (e.g. KD)
@@ -61,6 +62,8 @@ class TrainConfig:
         need(0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)")
         need(self.augment in AUGMENTATIONS, "augment", f"one of {', '.join(AUGMENTATIONS)}")
         need(isinstance(self.valid_size, int) and self.valid_size >= 0, "valid_size",
+             "an integer >= 0")
+        need(isinstance(self.train_images, int) and self.train_images >= 0, "train_images",
              "an integer >= 0")
         need(isinstance(self.bn_recalibration_batches, int)
              and self.bn_recalibration_batches >= 0, "bn_recalibration_batches",

@@ -178,6 +178,20 @@ def rank() -> int:
     return d.get_rank() if d else 0
 
 
+def train_loader(dataset, batch_size: int, seed: int, num_workers: int = 0):
+    """The training DataLoader: a seeded shuffle in one process; under torch.distributed a
+    DistributedSampler (shuffled with seed + epoch, one shard per process, ``batch_size`` per
+    process), so that every process sees a different part of each epoch."""
+    from torch.utils.data import DataLoader, DistributedSampler
+    d = _dist()
+    if d is not None and d.get_world_size() > 1:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                          num_workers=num_workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                      generator=torch.Generator().manual_seed(seed), num_workers=num_workers)
+
+
 @dataclass
 class Trainer:
     """Trains ``model`` on ``loaders['train']``, selects on ``loaders['valid']`` (if given).
