@@ -3,13 +3,15 @@
 #   make book PROFILE=smoke        the same in minutes
 #   make chapter NB=data PARAMS="-p resolution 32"   rerun one chapter, rebuild the HTML
 #   make test                      the test suite (executes every chapter at smoke, builds the book)
+#   make lab                       JupyterLab on the notebooks, chapters at smoke (LAB_PROFILE=default)
 PROFILE ?= default
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+LAB_PROFILE ?= smoke
 
-.PHONY: book chapter test venv browser clean bench-latency bench-qt bench-predictor
+.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor
 
 venv: $(VENV)/.installed
 
@@ -30,6 +32,9 @@ chapter: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: venv
+	$(BIN)/spaceevo lab --profile $(LAB_PROFILE)
 
 # Headless Chromium for the page tests (Debian package; needs root or sudo).
 browser:

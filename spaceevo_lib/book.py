@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from ._io import atomic_path, write_json
 from .config import check_profile, chapter_config, chapters, get_chapter
-from .settings import project_root, runs_dir
+from .settings import PROFILE_ENV, project_root, runs_dir
 
 
 class ChapterFailed(RuntimeError):
@@ -45,6 +45,17 @@ def run_chapter(name: str, params: Mapping[str, Any] | None = None,
     from papermill.exceptions import PapermillExecutionError
 
     params = dict(params or {})
+    # the book and `spaceevo chapter` run the profile they are given: `make lab`'s
+    # SPACEEVO_PROFILE is for notebooks opened by hand, not for their kernels
+    lab_profile = os.environ.pop(PROFILE_ENV, None)
+    try:
+        return _run_chapter(name, params, root, progress, pm, PapermillExecutionError)
+    finally:
+        if lab_profile is not None:
+            os.environ[PROFILE_ENV] = lab_profile
+
+
+def _run_chapter(name, params, root, progress, pm, PapermillExecutionError) -> Path:
     cfg = chapter_config(name, **params)  # stops on a bad parameter before any work
     src, dst = source_notebook(name), executed_notebook(name, root)
     start = time.perf_counter()

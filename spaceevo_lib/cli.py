@@ -4,6 +4,7 @@
     spaceevo chapter data -p resolution 32     rerun one chapter with new parameters, rebuild
     spaceevo params data                       a chapter's parameters and profile values
     spaceevo fetch imagenette                  download + convert the originals (internet)
+    spaceevo lab --profile smoke               JupyterLab on the notebooks (`make lab`)
     spaceevo train mobilenet_v3_small -o epochs 3   train one network on Imagenette (also
                                                under torchrun; see spaceevo_lib.train.run)
 """
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     f = sub.add_parser("fetch", help="download the original data (needs internet)")
     f.add_argument("name", choices=["imagenette", "spaceevo-reference"])
+    lab = sub.add_parser("lab", help="JupyterLab on the notebooks, kernels at a quick profile")
+    lab.add_argument("--profile", default="smoke", help="the profile of notebooks whose "
+                     "parameters cell says 'default' (default: smoke)")
+    lab.add_argument("--port", type=int, default=None)
+    lab.add_argument("--no-browser", action="store_true")
+    lab.add_argument("--token", default=None, help="server token (default: JupyterLab's)")
     t = sub.add_parser("train", help="train one network on Imagenette (torchrun-ready)")
     t.add_argument("name", help="a torchvision model name or '<space>:<subnet>' encodings")
     t.add_argument("--out", default=None, help="run folder (default: runs/train/<name>)")
@@ -51,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[spaceevo] executed: {out}")
             if not args.no_html:
                 print(f"[spaceevo] book: {book.build_html()}")
+        elif args.cmd == "lab":
+            return _lab(args)
         elif args.cmd == "train":
             return _train(args)
         elif args.cmd == "params":
@@ -62,6 +71,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spaceevo: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _lab(args) -> int:
+    """JupyterLab from this environment (its python3 kernel is this interpreter), rooted at
+    the notebooks, with SPACEEVO_PROFILE set for its kernels."""
+    import os
+    import subprocess
+
+    from .config import check_profile
+    from .settings import PROFILE_ENV, project_root
+    check_profile(args.profile)
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={project_root()}",
+           "--LabApp.default_url=/lab/tree/notebooks"]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI machines run as root
+    if args.port:
+        cmd.append(f"--ServerApp.port={args.port}")
+    if args.token is not None:
+        cmd.append(f"--IdentityProvider.token={args.token}")
+    print(f"[spaceevo] JupyterLab at profile {args.profile!r} (notebooks whose parameters cell "
+          f"says 'default'); Ctrl-C stops it")
+    return subprocess.call(cmd, env={**os.environ, PROFILE_ENV: args.profile})
 
 
 def _train(args) -> int:

@@ -14,12 +14,15 @@ heavy work starts.
 from __future__ import annotations
 
 import functools
+import os
 import types
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Mapping
 
 import yaml
+
+from .settings import PROFILE_ENV
 
 PROFILES: tuple[str, ...] = ("smoke", "default", "paper")
 COMMON_PARAMS: tuple[str, ...] = ("profile", "seed")
@@ -181,6 +184,12 @@ def chapter_config(chapter: str, namespace: Mapping[str, Any] | None = None,
     if namespace is not None:
         given = {**_parameters_in(namespace), **given}
     profile = given.pop("profile", "default")
+    lab = os.environ.get(PROFILE_ENV)
+    if lab and profile == "default":
+        if lab not in PROFILES:
+            raise ParameterError(f"{PROFILE_ENV}={lab!r} is not a profile; allowed: "
+                                 f"{', '.join(PROFILES)}")
+        profile = lab
     seed = given.pop("seed", 0)
     return ch.resolve(profile, seed, **given)
 

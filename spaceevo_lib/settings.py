@@ -13,6 +13,9 @@ from pathlib import Path
 
 DATA_ENV = "SPACEEVO_DATA_DIR"
 RUNS_ENV = "SPACEEVO_RUNS_DIR"
+#: The profile a notebook uses when its parameters cell says "default" (set by `make lab`, so
+#: that students run chapters cell by cell at smoke); papermill and `make book` pass theirs.
+PROFILE_ENV = "SPACEEVO_PROFILE"
 
 
 def project_root() -> Path:

@@ -32,6 +32,17 @@ def test_every_chapter_writes_a_valid_summary(smoke_book):
             assert tuple(r) == SUMMARY_FIELDS and r["value"] is not None
 
 
+def test_no_page_shows_a_stray_return_value(smoke_book):
+    """A cell's last expression is displayed: paths and run-store handles returned by
+    bookkeeping calls must not reach the reader (nor the builder's absolute paths)."""
+    for ch in chapters().values():
+        nb = json.loads((smoke_book / "book" / "chapters" / ch.notebook).read_text())
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                text = "".join(out.get("data", {}).get("text/plain", ""))
+                assert "PosixPath(" not in text, (ch.notebook, cell.get("id"), text[:200])
+
+
 def test_data_summary_numbers(smoke_book):
     s = {r["name"]: r["value"] for r in
          json.loads((smoke_book / "runs" / "smoke" / "data" / "summary.json").read_text())}
