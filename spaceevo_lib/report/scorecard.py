@@ -27,10 +27,16 @@ def collect_summaries(profile: str, names: list[str] | None = None) -> pd.DataFr
 
 
 def against_paper(df: pd.DataFrame) -> pd.DataFrame:
-    """The records the paper has a value for, with this host / paper as a ratio."""
+    """The records the paper has a value for, with this host / paper as a ratio: one row per
+    claim (record name). A claim recorded by several chapters (e.g. a SEQnet's speedup, measured
+    by the latency chapter and shown again by the space chapter) keeps the first chapter's
+    value in book order; ``also_in`` names the others."""
     out = df[df.paper.notna()].copy()
     out["value"] = pd.to_numeric(out["value"])
     out["paper"] = pd.to_numeric(out["paper"])
+    also = out.groupby("name", sort=False)["chapter"].agg(lambda c: ", ".join(c.iloc[1:]))
+    out = out.drop_duplicates("name", keep="first")
+    out["also_in"] = out["name"].map(also)
     out["this host / paper"] = out["value"] / out["paper"]
     return out.reset_index(drop=True)
 
