@@ -110,3 +110,11 @@ def test_space_summary_puts_table1_beside_seqnet_sizes_and_speedups():
     assert recs["mflops/SEQnet@vnni-A0"]["paper"] == 163.0
     assert recs["speedup/ort-vnni/SEQnet@vnni-A0"]["paper"] == 2.0
     assert "speedup/tflite/SEQnet@vnni-A0" not in recs  # not measured: no record
+
+
+def test_recorded_values_name_the_setup_or_say_it_is_missing():
+    import pandas as pd
+    from spaceevo_lib.latency import recorded_values
+    t = pd.DataFrame({"cpu_model": ["EPYC", "EPYC", None], "v": [None, None, None]})
+    assert recorded_values(t, "cpu_model") == "EPYC"
+    assert recorded_values(t, "v") == recorded_values(t, "absent") == "not recorded"

@@ -227,6 +227,13 @@ class ImagenetteDataset:
         return self.transform(img), int(self.y[i])
 
 
+def split_train(n: int, valid_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, valid) row indices of a training set of ``n`` images: ``valid_size`` held out
+    for model selection, the same for the same seed (sorted: source order is kept)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[valid_size:]), np.sort(order[:valid_size])
+
+
 def make_loaders(data: ImagenetteArrays, batch_size: int = 128, augment: str = "crop_flip",
                  normalize: str | None = "imagenet", valid_size: int = 0, seed: int = 0,
                  num_workers: int = 0) -> dict:
@@ -238,8 +245,7 @@ def make_loaders(data: ImagenetteArrays, batch_size: int = 128, augment: str = "
     import torch
     from torch.utils.data import DataLoader
     ms = normalization(data, normalize)
-    order = np.random.default_rng(seed).permutation(len(data.x_train))
-    valid_idx, train_idx = np.sort(order[:valid_size]), np.sort(order[valid_size:])
+    train_idx, valid_idx = split_train(len(data.x_train), valid_size, seed)
     gen = torch.Generator().manual_seed(seed)
     loaders = {"train": DataLoader(
         ImagenetteDataset(data.x_train[train_idx], data.y_train[train_idx], augment, ms),

@@ -16,7 +16,7 @@ from .devices import (RECORD_COLUMNS, CompiledPair, Device, RuntimeUnavailable,
 from .protocol import (PROTOCOL_VERSION, STATS, Protocol, ProtocolMismatch, latency_column,
                        measure_pair, summarize_visits, time_networks, time_runner)
 from .analysis import (block_speedups, conv1x1_sweep, findings, model_comparison,  # noqa: E402
-                       model_table, operator_speedups, quality_table,
+                       model_table, operator_speedups, quality_table, recorded_values,
                        release_comparison, summary_records)
 from .bench import calibration_images, device_table, measure_zoo, zoo_jobs  # noqa: E402
 from .jobs import Job, load_records, run_jobs  # noqa: E402
@@ -27,7 +27,7 @@ __all__ = [
     "get_device", "list_devices", "measure", "register", "PROTOCOL_VERSION", "STATS",
     "Protocol", "ProtocolMismatch", "latency_column", "measure_pair", "summarize_visits",
     "time_networks", "time_runner", "block_speedups", "conv1x1_sweep", "findings", "model_comparison", "model_table",
-    "operator_speedups", "quality_table", "release_comparison", "summary_records", "calibration_images",
+    "operator_speedups", "quality_table", "recorded_values", "release_comparison", "summary_records", "calibration_images",
     "device_table", "measure_zoo", "zoo_jobs", "ZooItem", "zoo_items", "zoo_sizes", "Job",
     "load_records", "run_jobs",
 ]

@@ -178,6 +178,13 @@ def finding_seqnets_quantize_better(df: pd.DataFrame, device: str) -> Finding:
     return Finding(claim, device, holds, evidence)
 
 
+def recorded_values(df: pd.DataFrame, column: str) -> str:
+    """The distinct values of one setup column of the records (runtime version, CPU model) as
+    the book prints them: one host and one set of runtimes give one value."""
+    vals = df[column].dropna().astype(str).unique() if column in df else []
+    return ", ".join(vals) if len(vals) else "not recorded"
+
+
 def findings(df: pd.DataFrame) -> pd.DataFrame:
     """All the chapter's findings as a table (claim, device, holds, evidence)."""
     devices = list(dict.fromkeys(df.device))

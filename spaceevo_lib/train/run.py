@@ -46,14 +46,14 @@ def train_network(name: str, out_dir: Path | str, cfg: TrainConfig, resolution: 
     with the same folder resumes from the checkpoint. Returns the result."""
     from torch.utils.data import DataLoader
 
-    from ..data.imagenette import ImagenetteDataset, load_imagenette, normalization
+    from ..data.imagenette import (ImagenetteDataset, load_imagenette, normalization,
+                                   split_train, subset)
     out = Path(out_dir)
     data = load_imagenette(resolution)  # a missing or corrupt file stops here, clearly
     ms = normalization(data, "imagenet")
-    import numpy as np
-    order = np.random.default_rng(cfg.seed).permutation(len(data.x_train))
-    valid_idx, train_idx = np.sort(order[:cfg.valid_size]), order[cfg.valid_size:]
-    train_idx = np.sort(train_idx[:cfg.train_images] if cfg.train_images else train_idx)
+    train_idx, valid_idx = split_train(len(data.x_train), cfg.valid_size, cfg.seed)
+    if cfg.train_images:  # a seeded subset of the rest
+        train_idx = subset(train_idx, train_idx, cfg.train_images, cfg.seed)[0]
     train = ImagenetteDataset(data.x_train[train_idx], data.y_train[train_idx], cfg.augment, ms)
     loaders = {"train": train_loader(train, cfg.batch_size, cfg.seed)}
     if cfg.valid_size:
