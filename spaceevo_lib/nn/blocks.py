@@ -1,4 +1,5 @@
-"""Static PyTorch blocks of the SpaceEvo hyperspaces (paper-notes §2.4), by block code.
+"""Static PyTorch blocks of the SpaceEvo hyperspaces (paper-notes §2.4), one builder per family
+of the block registry (:mod:`spaceevo_lib.nn.registry`, which maps each code to its family).
 
 Every block is built from conv + BN (+ activation) layers and plain tensor ops only, so that
 ``spaceevo_lib.export`` can mirror it to ONNX and Keras/TFLite unchanged. The elastic
@@ -10,12 +11,14 @@ Block codes match ``configs/hyperspaces.yaml``: ``MBv1Dual``, ``MBv2Res``, ``MBv
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import torch
 from torch import nn
 
 from ..space.hyperspace import make_divisible  # noqa: F401  (re-exported: nn.make_divisible)
+from .registry import K3_STACK, BlockType, block_type, candidate_codes
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=False),
@@ -83,13 +86,20 @@ def _depthwise(channels: int, k: int, stride: int, act: str, stacked_k3: bool) -
     (k = 3, 5, 7), the first carrying the stride, one BN + act after the stack (K3 blocks)."""
     if not stacked_k3:
         return ConvBNAct(channels, channels, k, stride, act, groups=channels)
-    n = {3: 1, 5: 2, 7: 3}[k]
     convs = [nn.Conv2d(channels, channels, 3, stride if i == 0 else 1, 1, groups=channels,
-                       bias=False) for i in range(n)]
+                       bias=False) for i in range(K3_STACK[k])]
     return nn.Sequential(*convs, nn.BatchNorm2d(channels), act_layer(act))
 
 
-def mbv1_dual(cin, cout, k, stride, e=None, act="relu"):
+# One builder per family of the block registry (``spaceevo_lib.nn.registry``): ``bt`` is the
+# code's BlockType (its switches: se, k3, forced_residual, hidden_from, se_from).
+
+def conv_bn_act_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+    """The stem: k x k conv (stride) + BN + act."""
+    return ConvBNAct(cin, cout, k, stride, act)
+
+
+def mbv1_dual_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
     """DW k (stride) -> PW cin->cout -> DW k -> PW cout->cout, each BN + act; forced residual."""
     body = nn.Sequential(ConvBNAct(cin, cin, k, stride, act, groups=cin),
                          ConvBNAct(cin, cout, 1, 1, act),
@@ -98,91 +108,71 @@ def mbv1_dual(cin, cout, k, stride, e=None, act="relu"):
     return Residual(body, cin, cout, stride)
 
 
-def _mb(cin, cout, k, stride, e, act, se: bool, stacked_k3: bool):
-    hidden = make_divisible(e * cin)
+def mb_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+    """Inverted residual: PW expand to make_divisible(e*cin) (skipped when equal to cin) ->
+    DW k (or the K3 stack) [-> SE, mid make_divisible(hidden // 4)] -> PW linear project.
+    Forced residual, except the plain MBv2, which adds the input only when the shape is kept
+    (and is then the bare body otherwise)."""
+    hidden = bt.hidden(cin, cout, e)
     layers = [] if hidden == cin else [ConvBNAct(cin, hidden, 1, 1, act)]
-    layers.append(_depthwise(hidden, k, stride, act, stacked_k3))
-    if se:
-        layers.append(SqueezeExcite(hidden, make_divisible(hidden // 4)))
+    layers.append(_depthwise(hidden, k, stride, act, bt.k3))
+    if bt.se:
+        layers.append(SqueezeExcite(hidden, bt.se_mid(cin, hidden)))
     layers.append(ConvBNAct(hidden, cout, 1, 1, "none"))
-    return Residual(nn.Sequential(*layers), cin, cout, stride)
+    body = nn.Sequential(*layers)
+    if not bt.forced_residual and not (stride == 1 and cin == cout):
+        return body
+    return Residual(body, cin, cout, stride)
 
 
-def mbv2_res(cin, cout, k, stride, e, act="relu6"):
-    """Inverted residual: PW expand (skipped if e*cin == cin) -> DW -> PW project; residual."""
-    return _mb(cin, cout, k, stride, e, act, se=False, stacked_k3=False)
-
-
-def mbv3_res(cin, cout, k, stride, e, act="hswish"):
-    """MBv2Res with SE after the depthwise conv (act: hswish on onnxw, swish on mobilew)."""
-    return _mb(cin, cout, k, stride, e, act, se=True, stacked_k3=False)
-
-
-def mbv3_k3_res(cin, cout, k, stride, e, act="swish"):
-    return _mb(cin, cout, k, stride, e, act, se=True, stacked_k3=True)
-
-
-def mbv2_k3_res(cin, cout, k, stride, e, act="relu6"):
-    return _mb(cin, cout, k, stride, e, act, se=False, stacked_k3=True)
-
-
-def _resnet(cin, cout, k, stride, e, act, se: bool):
-    hidden = make_divisible(e * cout)
+def resnet_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+    """Bottleneck 1x1 -> k x k (stride) [-> SE, mid make_divisible(cin // 4)] -> 1x1 with
+    hidden = make_divisible(e * cout); add; activation."""
+    hidden = bt.hidden(cin, cout, e)
     layers = [ConvBNAct(cin, hidden, 1, 1, act), ConvBNAct(hidden, hidden, k, stride, act)]
-    if se:
-        layers.append(SqueezeExcite(hidden, make_divisible(cin // 4)))
+    if bt.se:
+        layers.append(SqueezeExcite(hidden, bt.se_mid(cin, hidden)))
     layers.append(ConvBNAct(hidden, cout, 1, 1, "none"))
     return Residual(nn.Sequential(*layers), cin, cout, stride, post_act=act)
 
 
-def resnet(cin, cout, k, stride, e, act="relu"):
-    """Bottleneck 1x1 -> k x k (stride) -> 1x1 with hidden = e * cout; add; ReLU."""
-    return _resnet(cin, cout, k, stride, e, act, se=False)
-
-
-def resnet_se(cin, cout, k, stride, e, act="relu"):
-    """Bottleneck with SE (mid = cin // 4, RegNet style) after the k x k conv."""
-    return _resnet(cin, cout, k, stride, e, act, se=True)
-
-
-def _fused(cin, cout, k, stride, e, act, se: bool):
-    hidden = make_divisible(e * cin)
+def fused_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+    """Fused-MBConv: k x k conv cin -> make_divisible(e*cin) (stride) [-> SE, mid
+    make_divisible(cin // 4)] -> 1x1 project; forced residual."""
+    hidden = bt.hidden(cin, cout, e)
     layers = [ConvBNAct(cin, hidden, k, stride, act)]
-    if se:
-        layers.append(SqueezeExcite(hidden, make_divisible(cin // 4)))
+    if bt.se:
+        layers.append(SqueezeExcite(hidden, bt.se_mid(cin, hidden)))
     layers.append(ConvBNAct(hidden, cout, 1, 1, "none"))
     return Residual(nn.Sequential(*layers), cin, cout, stride)
 
 
-def fused_mb_res(cin, cout, k, stride, e, act="swish"):
-    """Fused-MBConv: k x k conv cin->hidden (stride) -> 1x1 project; forced residual."""
-    return _fused(cin, cout, k, stride, e, act, se=False)
-
-
-def fused_mb_se_res(cin, cout, k, stride, e, act="swish"):
-    return _fused(cin, cout, k, stride, e, act, se=True)
-
-
-BLOCKS: dict[str, Callable[..., nn.Module]] = {
-    "MBv1Dual": mbv1_dual, "MBv2Res": mbv2_res, "MBv3Res": mbv3_res, "ResNet": resnet,
-    "ResNetSE": resnet_se, "FusedMBRes": fused_mb_res, "FusedMBSERes": fused_mb_se_res,
-    "MBv3K3Res": mbv3_k3_res, "MBv2K3Res": mbv2_k3_res,
-}
-
-
 def create_block(code: str, cin: int, cout: int, k: int, stride: int, e: float | None = None,
                  act: str | None = None) -> nn.Module:
-    """A static block by code; ``act`` overrides the block's default activation."""
-    try:
-        fn = BLOCKS[code]
-    except KeyError:
-        raise KeyError(f"unknown block {code!r}; known: {sorted(BLOCKS)}") from None
-    if min(cin, cout, k, stride) < 1:
-        raise ValueError(f"block {code}: cin, cout, k, stride must be >= 1; "
-                         f"got {cin}, {cout}, {k}, {stride}")
-    kwargs = {} if act is None else {"act": act}
-    return fn(cin, cout, k, stride, e if e is not None else 1.0, **kwargs)
+    """A static block by code (candidate or fixed); ``act`` overrides the block's default
+    activation. The registry's :meth:`~spaceevo_lib.nn.registry.BlockType.static`."""
+    return block_type(code).static(cin, cout, k, stride, e, act)
 
 
 def list_blocks() -> list[str]:
-    return sorted(BLOCKS)
+    """The candidate block codes of the hyperspaces."""
+    return candidate_codes()
+
+
+def head_parts(cin: int, expand_width: int, expand_act: str, mix_width: int, mix_act: str,
+               n_classes: int, dropout: float = 0.0) -> "OrderedDict[str, nn.Module]":
+    """The head: ``final_expand`` (1x1 + BN + act), ``feature_mix`` (GAP, then 1x1 + BN + act;
+    ``mix_width`` 0: GAP only, torchvision's MobileNetV2 head), ``logits`` (flatten, dropout,
+    Linear with bias)."""
+    final_expand = ConvBNAct(cin, expand_width, 1, 1, expand_act)  # built first: init order
+    mix = OrderedDict(pool=nn.AdaptiveAvgPool2d(1))  # (B, C, 1, 1)
+    if mix_width:
+        mix["conv"] = ConvBNAct(expand_width, mix_width, 1, 1, mix_act)
+    return OrderedDict(
+        final_expand=final_expand,
+        feature_mix=nn.Sequential(mix),
+        logits=nn.Sequential(OrderedDict(
+            flatten=nn.Flatten(1),  # (B, C)
+            dropout=nn.Dropout(dropout),
+            linear=nn.Linear(mix_width or expand_width, n_classes))),
+    )

@@ -37,7 +37,7 @@ from .. import __version__
 from ..latency.protocol import PROTOCOL_VERSION, ProtocolMismatch
 from .._io import atomic_path, write_json
 from ..space.encoding import SpaceChoice, Subnet
-from ..latency.protocol import STATS, latency_column
+from ..latency.protocol import latency_column
 from .units import (FEATURES, KERNEL_FEATURES, SpaceUnits, Unit, subnet_units, unit_cost,
                     unit_features)
 

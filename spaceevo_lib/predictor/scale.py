@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 #: The rule (issue "latency ground truth"): the story is kept when the max subnet gains at

@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..space.encoding import SpaceChoice, Subnet, _as_space
-from ..space.hyperspace import as_hyperspace, make_divisible
+from ..space.hyperspace import as_hyperspace
 
 HEAD = "Head"
 #: Numeric features of a unit, in the order of :func:`unit_features`' columns.
@@ -117,24 +117,13 @@ def build_unit(code: str, act: str, cin: int, cout: int, k: int, e: float, strid
                hw: int = 0, fe: int = 0, fm: int = 0):
     """The PyTorch module of one unit (the keyword form of :class:`Unit`, so that latency
     jobs can rebuild it in a worker process)."""
-    from collections import OrderedDict
-
     from torch import nn
 
-    from ..nn.blocks import ConvBNAct, create_block
-    from ..space.build import mbv2_block
+    from ..nn.blocks import head_parts
+    from ..nn.registry import block_type
     if code == HEAD:  # fm = 0: no feature-mix conv (torchvision's MobileNetV2 head)
-        parts = OrderedDict(final_expand=ConvBNAct(cin, fe, 1, 1, act),
-                            pool=nn.AdaptiveAvgPool2d(1))
-        if fm:
-            parts["feature_mix"] = ConvBNAct(fe, fm, 1, 1, act)
-        parts.update(flatten=nn.Flatten(1), linear=nn.Linear(fm or fe, cout))
-        return nn.Sequential(parts)
-    if code == "FirstConv":
-        return ConvBNAct(cin, cout, k, stride, act)
-    if code == "MBv2":
-        return mbv2_block(cin, cout, k, stride, e or 1.0, act)
-    return create_block(code, cin, cout, k, stride, e or None, act)
+        return nn.Sequential(head_parts(cin, fe, act, fm, act, cout))
+    return block_type(code).static(cin, cout, k, stride, e or None, act)
 
 
 def unit_spec(u: Unit) -> dict:
@@ -199,15 +188,15 @@ class _Cost:
 
 
 def _unit_cost(u: Unit) -> tuple[_Cost, int]:
-    """The unit's layers, mirroring :mod:`spaceevo_lib.nn.blocks` and ``space.build``; returns
-    the accumulated cost and the widest inner tensor's elements."""
-    c, hw_in, s, act = u.code, u.hw, u.stride, u.act
+    """The unit's layers, as the registry's static block builds them (one cost function per
+    family below); returns the accumulated cost and the widest inner tensor's elements."""
+    from ..nn.registry import block_type
+    hw_in, s, act = u.hw, u.stride, u.act
     hw = _out(hw_in, s)
     cost = _Cost()
     cost.f["in_elems"] = u.cin * hw_in * hw_in
-    shortcut = s != 1 or u.cin != u.cout
     out_elems = u.cout * hw * hw
-    if c == HEAD:
+    if u.code == HEAD:
         cost.conv(u.cin, u.fe, 1, hw_in, act=act)
         cost.f["pool_elems"] += u.fe * hw_in * hw_in
         if u.fm:
@@ -218,55 +207,80 @@ def _unit_cost(u: Unit) -> tuple[_Cost, int]:
         cost.f["macs_fc"] += width * u.cout
         cost.f["n_kernels"] += 1
         return cost, u.fe * hw_in * hw_in
-    if c == "FirstConv":
-        cost.conv(u.cin, u.cout, u.k, hw, act=act)
+    try:
+        bt = block_type(u.code)
+    except KeyError as err:
+        raise KeyError(f"unit code {u.code!r} has no cost model; known: {HEAD} and the block "
+                       f"registry's codes") from err
+    hidden = bt.cost(cost, u)
+    if bt.family == "stem":
         return cost, out_elems
-    if c == "MBv1Dual":
-        cost.conv(u.cin, u.cin, u.k, hw, u.cin, act)
-        cost.conv(u.cin, u.cout, 1, hw, act=act)
-        cost.conv(u.cout, u.cout, u.k, hw, u.cout, act)
-        cost.conv(u.cout, u.cout, 1, hw, act=act)
-        hidden = max(u.cin, u.cout)
-    elif c in ("MBv2", "MBv2Res", "MBv3Res", "MBv2K3Res", "MBv3K3Res"):
-        hidden = make_divisible(u.e * u.cin)
-        if hidden != u.cin:
-            cost.conv(u.cin, hidden, 1, hw_in, act=act)
-        if "K3" in c:  # 1-3 stacked 3x3 depthwise convs, one BN + act after the stack
-            n = {3: 1, 5: 2, 7: 3}[u.k]
-            for i in range(n):
-                last = i == n - 1
-                cost.conv(hidden, hidden, 3, hw, hidden, act if last else "none", bn=last)
-        else:
-            cost.conv(hidden, hidden, u.k, hw, hidden, act)
-        if c in ("MBv3Res", "MBv3K3Res"):
-            cost.se(hidden, make_divisible(hidden // 4), hw)
-        cost.conv(hidden, u.cout, 1, hw)
-        if c == "MBv2":
-            shortcut = False  # mbv2_block: identity residual only, never a 1x1 shortcut
-            if not (s == 1 and u.cin == u.cout):
-                return cost, hidden * hw * hw
-    elif c in ("ResNet", "ResNetSE"):
-        hidden = make_divisible(u.e * u.cout)
-        cost.conv(u.cin, hidden, 1, hw_in, act=act)
-        cost.conv(hidden, hidden, u.k, hw, act=act)
-        if c == "ResNetSE":
-            cost.se(hidden, make_divisible(u.cin // 4), hw)
-        cost.conv(hidden, u.cout, 1, hw)
-    elif c in ("FusedMBRes", "FusedMBSERes"):
-        hidden = make_divisible(u.e * u.cin)
-        cost.conv(u.cin, hidden, u.k, hw, act=act)
-        if c == "FusedMBSERes":
-            cost.se(hidden, make_divisible(u.cin // 4), hw)
-        cost.conv(hidden, u.cout, 1, hw)
-    else:
-        raise KeyError(f"unit code {c!r} has no cost model; known: FirstConv, MBv2, Head and "
-                       "the hyperspace block codes")
-    if shortcut:
-        cost.conv(u.cin, u.cout, 1, hw)
+    keeps_shape = s == 1 and u.cin == u.cout
+    if not bt.forced_residual and not keeps_shape:  # plain MBv2: no shortcut, no add
+        return cost, hidden * hw * hw
+    if not keeps_shape:
+        cost.conv(u.cin, u.cout, 1, hw)  # the forced residual's 1x1 conv + BN
     cost.add(out_elems)
-    if c in ("ResNet", "ResNetSE"):
+    if bt.family == "resnet":
         cost.activation(act, out_elems)  # post-add activation
     return cost, hidden * hw * hw
+
+
+# One cost function per family of the block registry, layer for layer as the builders of
+# ``spaceevo_lib.nn.blocks``; each returns the block's hidden width.
+
+def stem_cost(bt, cost: _Cost, u: Unit) -> int:
+    cost.conv(u.cin, u.cout, u.k, _out(u.hw, u.stride), act=u.act)
+    return u.cout
+
+
+def mbv1_dual_cost(bt, cost: _Cost, u: Unit) -> int:
+    hw = _out(u.hw, u.stride)
+    cost.conv(u.cin, u.cin, u.k, hw, u.cin, u.act)
+    cost.conv(u.cin, u.cout, 1, hw, act=u.act)
+    cost.conv(u.cout, u.cout, u.k, hw, u.cout, u.act)
+    cost.conv(u.cout, u.cout, 1, hw, act=u.act)
+    return bt.hidden(u.cin, u.cout, None)
+
+
+def mb_cost(bt, cost: _Cost, u: Unit) -> int:
+    from ..nn.registry import K3_STACK
+    hw = _out(u.hw, u.stride)
+    hidden = bt.hidden(u.cin, u.cout, u.e or None)
+    if hidden != u.cin:
+        cost.conv(u.cin, hidden, 1, u.hw, act=u.act)
+    if bt.k3:  # 1-3 stacked 3x3 depthwise convs, one BN + act after the stack
+        n = K3_STACK[u.k]
+        for i in range(n):
+            last = i == n - 1
+            cost.conv(hidden, hidden, 3, hw, hidden, u.act if last else "none", bn=last)
+    else:
+        cost.conv(hidden, hidden, u.k, hw, hidden, u.act)
+    if bt.se:
+        cost.se(hidden, bt.se_mid(u.cin, hidden), hw)
+    cost.conv(hidden, u.cout, 1, hw)
+    return hidden
+
+
+def resnet_cost(bt, cost: _Cost, u: Unit) -> int:
+    hw = _out(u.hw, u.stride)
+    hidden = bt.hidden(u.cin, u.cout, u.e or None)
+    cost.conv(u.cin, hidden, 1, u.hw, act=u.act)
+    cost.conv(hidden, hidden, u.k, hw, act=u.act)
+    if bt.se:
+        cost.se(hidden, bt.se_mid(u.cin, hidden), hw)
+    cost.conv(hidden, u.cout, 1, hw)
+    return hidden
+
+
+def fused_cost(bt, cost: _Cost, u: Unit) -> int:
+    hw = _out(u.hw, u.stride)
+    hidden = bt.hidden(u.cin, u.cout, u.e or None)
+    cost.conv(u.cin, hidden, u.k, hw, act=u.act)
+    if bt.se:
+        cost.se(hidden, bt.se_mid(u.cin, hidden), hw)
+    cost.conv(hidden, u.cout, 1, hw)
+    return hidden
 
 
 def unit_cost(u: Unit) -> dict[str, float]:

@@ -12,8 +12,8 @@ Layout (children of :class:`SubnetModel`, an ``nn.Sequential``):
 * ``stage0`` .. ``stage6``: ``nn.Sequential`` of blocks, per-block (k, w, e) from the subnet,
   the stage stride on the first block. stage0 is the fixed block: ResNet k3 e0.5 ReLU on
   onnxw, and on mobilew a MobileNetV2 block (k3, e1, ReLU; no expansion conv since
-  make_divisible(cin) == cin; residual *only* if stride 1 and cin == cout), which
-  ``create_block`` lacks (its MBv2Res always adds a shortcut), so :func:`mbv2_block` builds it;
+  make_divisible(cin) == cin; residual *only* if stride 1 and cin == cout: the registry's
+  ``MBv2``, unlike MBv2Res, has no forced 1x1 shortcut);
 * ``final_expand``: 1x1 conv + BN + act to the head width (1280 at paper scale);
 * ``feature_mix``: global average pool, then 1x1 conv + BN + act (1920). The BN is kept:
   paper-notes §2.4 says every conv is conv+BN(+act), and the reference ``FeatureMixBlock`` is a
@@ -34,7 +34,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from spaceevo_lib.nn.blocks import ConvBNAct, Residual, create_block, make_divisible
+from spaceevo_lib.nn.blocks import head_parts
+from spaceevo_lib.nn.registry import block_type
 from spaceevo_lib.space.encoding import (SpaceChoice, Subnet, published_spaces,
                                          published_subnets)
 from spaceevo_lib.space.flops import profile
@@ -68,46 +69,18 @@ class SubnetModel(nn.Sequential):
 # ----------------------------------------------------------------------------- parts
 
 
-def mbv2_block(cin: int, cout: int, k: int, stride: int, e: float = 1.0,
-               act: str = "relu") -> nn.Module:
-    """The reference ``MobileNetV2Block`` (mobilew stage0, paper-notes §2.2): PW expand to
-    make_divisible(e*cin) (skipped when equal to cin) -> DW k -> PW linear; residual only if
-    stride 1 and cin == cout (no forced 1x1 shortcut)."""
-    hidden = make_divisible(e * cin)
-    layers = [] if hidden == cin else [ConvBNAct(cin, hidden, 1, 1, act)]
-    layers += [ConvBNAct(hidden, hidden, k, stride, act, groups=hidden),
-               ConvBNAct(hidden, cout, 1, 1, "none")]
-    body = nn.Sequential(*layers)
-    if stride == 1 and cin == cout:
-        return Residual(body, cin, cout, stride)  # identity shortcut
-    return body
-
-
 def make_block(spec: BlockSpec, cin: int, cout: int, k: int, stride: int,
                e: float | None) -> nn.Module:
     """The static block of ``spec`` (candidate or fixed: FirstConv, MBv2, ResNet ...) with the
     hyperspace's activation for it (e.g. MBv3Res: hswish on onnxw, swish on mobilew)."""
-    if spec.code == "FirstConv":
-        return ConvBNAct(cin, cout, k, stride, spec.activation)
-    if spec.code == "MBv2":
-        return mbv2_block(cin, cout, k, stride, 1.0 if e is None else e, spec.activation)
-    return create_block(spec.code, cin, cout, k, stride, e, spec.activation)
+    return block_type(spec.code).static(cin, cout, k, stride, e, spec.activation)
 
 
 def make_head(hs: Hyperspace, cin: int, n_classes: int,
               dropout: float = 0.0) -> OrderedDict:
     """final_expand, feature_mix (GAP + conv/BN/act), logits (flatten, dropout, Linear)."""
     fe, fm = hs.final_expand, hs.feature_mix
-    return OrderedDict(
-        final_expand=ConvBNAct(cin, fe.width, 1, 1, fe.activation),
-        feature_mix=nn.Sequential(OrderedDict(
-            pool=nn.AdaptiveAvgPool2d(1),  # (B, C, 1, 1)
-            conv=ConvBNAct(fe.width, fm.width, 1, 1, fm.activation))),
-        logits=nn.Sequential(OrderedDict(
-            flatten=nn.Flatten(1),  # (B, C)
-            dropout=nn.Dropout(dropout),
-            linear=nn.Linear(fm.width, n_classes))),
-    )
+    return head_parts(cin, fe.width, fe.activation, fm.width, fm.activation, n_classes, dropout)
 
 
 def _as_space(space: SpaceChoice | str) -> SpaceChoice:

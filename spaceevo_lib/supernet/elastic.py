@@ -7,10 +7,8 @@ OFA-style sharing, as in the reference ``dynamic_op.py``:
   crop** of the largest one (no kernel transform matrix);
 * batch norm uses its first C features, and in train mode updates the running-statistics
   slices of those features only;
-* hidden widths are computed at run time from the actual cin, exactly as the static blocks of
-  ``spaceevo_lib.nn.blocks`` compute them: make_divisible(e*cin) for MB/Fused blocks,
-  make_divisible(e*cout) for ResNet blocks, SE mids make_divisible(hidden//4) (MB) or
-  make_divisible(cin//4) (ResNetSE, FusedMB with SE);
+* hidden widths and SE mids are computed at run time from the actual cin by the block
+  registry's ``BlockType.hidden`` / ``se_mid``, the same functions the static blocks use;
 * K3 blocks (mobilew idx 5, 6) stack 1-3 plain 3x3 depthwise convs for k = 3/5/7: the first
   (``dwconv0``) is shared by all k, the 2nd and 3rd exist only for the larger k.
 
@@ -31,12 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaceevo_lib.nn.blocks import act_layer, make_divisible
+from spaceevo_lib.nn.blocks import act_layer
+from spaceevo_lib.nn.registry import K3_STACK, BlockType, block_type
 from spaceevo_lib.space.build import make_block
 from spaceevo_lib.space.hyperspace import BlockSpec
-
-#: Number of stacked 3x3 depthwise convs of a K3 block per kernel size (paper-notes §2.4).
-K3_STACK = {3: 1, 5: 2, 7: 3}
 
 
 # ----------------------------------------------------------------------------- operators
@@ -273,10 +269,10 @@ class ElasticBlock(nn.Module):
     fixed stride. Subclasses allocate the largest shapes any combination needs.
     """
 
-    def __init__(self, spec: BlockSpec, cins: Sequence[int], widths: Sequence[int],
-                 stride: int):
+    def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
+                 widths: Sequence[int], stride: int):
         super().__init__()
-        self.spec, self.code, self.act = spec, spec.code, spec.activation
+        self.bt, self.spec, self.code, self.act = bt, spec, spec.code, spec.activation
         self.cins, self.widths = tuple(sorted(set(cins))), tuple(widths)
         self.kernels, self.expands = spec.kernels, spec.expand_choices
         self.stride = stride
@@ -325,9 +321,9 @@ class ElasticBlock(nn.Module):
 class ElasticConvBNActBlock(ElasticBlock):
     """The stem (FirstConv): k x k conv (stride) + BN + act, elastic in output width."""
 
-    def __init__(self, spec: BlockSpec, cins: Sequence[int], widths: Sequence[int],
-                 stride: int):
-        super().__init__(spec, cins, widths, stride)
+    def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
+                 widths: Sequence[int], stride: int):
+        super().__init__(bt, spec, cins, widths, stride)
         self.conv = DynamicConvBNAct(self.max_cin, self.max_cout, self.max_k, stride, self.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -345,29 +341,29 @@ class ElasticMB(ElasticBlock):
     input only when stride 1 and cin == cout (paper-notes §2.2, §2.4).
     """
 
-    def __init__(self, spec: BlockSpec, cins: Sequence[int], widths: Sequence[int],
-                 stride: int, se: bool, k3: bool, forced_residual: bool = True):
-        super().__init__(spec, cins, widths, stride)
-        self.se_on, self.k3, self.forced = se, k3, forced_residual
-        es = [1.0 if e is None else e for e in self.expands]
-        hiddens = [make_divisible(e * c) for e in es for c in self.cins]
+    def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
+                 widths: Sequence[int], stride: int):
+        super().__init__(bt, spec, cins, widths, stride)
+        se, k3 = bt.se, bt.k3
+        self.se_on, self.k3, self.forced = se, k3, bt.forced_residual
+        pairs = [(c, bt.hidden(c, 0, e)) for e in self.expands for c in self.cins]
+        hiddens = [h for _, h in pairs]
         max_hidden = max(hiddens)
         self.expand = (DynamicConvBNAct(self.max_cin, max_hidden, 1, 1, self.act)
-                       if any(make_divisible(e * c) != c for e in es for c in self.cins)
-                       else None)
+                       if any(h != c for c, h in pairs) else None)
         if k3:
             self.dw = DynamicK3Depthwise(max_hidden, self.max_k, stride, self.act)
         else:
             self.dw = DynamicConvBNAct(max_hidden, max_hidden, self.max_k, stride, self.act,
                                        depthwise=True)
-        self.se = (DynamicSE(max_hidden, max(make_divisible(h // 4) for h in hiddens))
+        self.se = (DynamicSE(max_hidden, max(bt.se_mid(c, h) for c, h in pairs))
                    if se else None)
         self.project = DynamicConvBNAct(max_hidden, self.max_cout, 1, 1, "none")
         self.shortcut = (DynamicShortcut(self.max_cin, self.max_cout, stride)
-                         if forced_residual and self._may_need_shortcut() else None)
+                         if self.forced and self._may_need_shortcut() else None)
 
     def _hidden(self, cin: int) -> int:
-        return make_divisible((1.0 if self.active_e is None else self.active_e) * cin)
+        return self.bt.hidden(cin, self.active_w, self.active_e)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, cin, H, W)
         cin = x.shape[1]
@@ -375,7 +371,7 @@ class ElasticMB(ElasticBlock):
         h = x if hidden == cin else self.expand(x, hidden)  # (B, hidden, H, W)
         h = self.dw(h, None, self.active_k)  # (B, hidden, H/s, W/s)
         if self.se is not None:
-            h = self.se(h, make_divisible(hidden // 4))
+            h = self.se(h, self.bt.se_mid(cin, hidden))
         h = self.project(h, self.active_w)  # (B, cout, H/s, W/s)
         if not self._needs_shortcut(cin):
             return h + x
@@ -398,9 +394,9 @@ class ElasticMB(ElasticBlock):
 class ElasticMBv1Dual(ElasticBlock):
     """DW k (stride) -> PW cin->cout -> DW k -> PW cout->cout, BN + act each; forced residual."""
 
-    def __init__(self, spec: BlockSpec, cins: Sequence[int], widths: Sequence[int],
-                 stride: int):
-        super().__init__(spec, cins, widths, stride)
+    def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
+                 widths: Sequence[int], stride: int):
+        super().__init__(bt, spec, cins, widths, stride)
         ci, co, k, a = self.max_cin, self.max_cout, self.max_k, self.act
         self.dw1 = DynamicConvBNAct(ci, ci, k, stride, a, depthwise=True)
         self.pw1 = DynamicConvBNAct(ci, co, 1, 1, a)
@@ -422,13 +418,14 @@ class ElasticResNet(ElasticBlock):
     """ResNet / ResNetSE bottleneck: hidden = make_divisible(e*cout); 1x1 -> k x k (stride)
     [-> SE, mid make_divisible(cin // 4)] -> 1x1; add the shortcut; activation."""
 
-    def __init__(self, spec: BlockSpec, cins: Sequence[int], widths: Sequence[int],
-                 stride: int, se: bool):
-        super().__init__(spec, cins, widths, stride)
-        max_hidden = max(make_divisible(e * w) for e in self.expands for w in self.widths)
+    def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
+                 widths: Sequence[int], stride: int):
+        super().__init__(bt, spec, cins, widths, stride)
+        se = bt.se
+        max_hidden = max(bt.hidden(0, w, e) for e in self.expands for w in self.widths)
         self.conv1 = DynamicConvBNAct(self.max_cin, max_hidden, 1, 1, self.act)
         self.conv2 = DynamicConvBNAct(max_hidden, max_hidden, self.max_k, stride, self.act)
-        self.se = (DynamicSE(max_hidden, max(make_divisible(c // 4) for c in self.cins))
+        self.se = (DynamicSE(max_hidden, max(bt.se_mid(c, max_hidden) for c in self.cins))
                    if se else None)
         self.conv3 = DynamicConvBNAct(max_hidden, self.max_cout, 1, 1, "none")
         self.shortcut = (DynamicShortcut(self.max_cin, self.max_cout, stride)
@@ -437,10 +434,10 @@ class ElasticResNet(ElasticBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cin, w = x.shape[1], self.active_w
-        hidden = make_divisible(self.active_e * w)
+        hidden = self.bt.hidden(cin, w, self.active_e)
         h = self.conv2(self.conv1(x, hidden), hidden, self.active_k)  # (B, hidden, H/s, W/s)
         if self.se is not None:
-            h = self.se(h, make_divisible(cin // 4))
+            h = self.se(h, self.bt.se_mid(cin, hidden))
         h = self.conv3(h, w)
         return self.post_act(h + (self.shortcut(x, w) if self._needs_shortcut(cin) else x))
 
@@ -456,12 +453,13 @@ class ElasticFused(ElasticBlock):
     """FusedMBRes / FusedMBSERes: k x k conv cin -> make_divisible(e*cin) (stride) [-> SE, mid
     make_divisible(cin // 4)] -> 1x1 project; forced residual."""
 
-    def __init__(self, spec: BlockSpec, cins: Sequence[int], widths: Sequence[int],
-                 stride: int, se: bool):
-        super().__init__(spec, cins, widths, stride)
-        max_hidden = max(make_divisible(e * c) for e in self.expands for c in self.cins)
+    def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
+                 widths: Sequence[int], stride: int):
+        super().__init__(bt, spec, cins, widths, stride)
+        se = bt.se
+        max_hidden = max(bt.hidden(c, 0, e) for e in self.expands for c in self.cins)
         self.fused = DynamicConvBNAct(self.max_cin, max_hidden, self.max_k, stride, self.act)
-        self.se = (DynamicSE(max_hidden, max(make_divisible(c // 4) for c in self.cins))
+        self.se = (DynamicSE(max_hidden, max(bt.se_mid(c, max_hidden) for c in self.cins))
                    if se else None)
         self.project = DynamicConvBNAct(max_hidden, self.max_cout, 1, 1, "none")
         self.shortcut = (DynamicShortcut(self.max_cin, self.max_cout, stride)
@@ -469,9 +467,10 @@ class ElasticFused(ElasticBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cin, w = x.shape[1], self.active_w
-        h = self.fused(x, make_divisible(self.active_e * cin), self.active_k)
+        hidden = self.bt.hidden(cin, w, self.active_e)
+        h = self.fused(x, hidden, self.active_k)
         if self.se is not None:
-            h = self.se(h, make_divisible(cin // 4))
+            h = self.se(h, self.bt.se_mid(cin, hidden))
         h = self.project(h, w)
         return h + (self.shortcut(x, w) if self._needs_shortcut(cin) else x)
 
@@ -483,24 +482,9 @@ class ElasticFused(ElasticBlock):
 
 def elastic_block(spec: BlockSpec, cins: Sequence[int], widths: Sequence[int],
                   stride: int) -> ElasticBlock:
-    """The elastic block for a block code (candidate blocks and the fixed stem/stage0)."""
-    code = spec.code
-    if code == "FirstConv":
-        return ElasticConvBNActBlock(spec, cins, widths, stride)
-    if code == "MBv2":
-        return ElasticMB(spec, cins, widths, stride, se=False, k3=False, forced_residual=False)
-    if code in ("MBv2Res", "MBv3Res", "MBv2K3Res", "MBv3K3Res"):
-        return ElasticMB(spec, cins, widths, stride, se=code.startswith("MBv3"),
-                         k3="K3" in code)
-    if code == "MBv1Dual":
-        return ElasticMBv1Dual(spec, cins, widths, stride)
-    if code in ("ResNet", "ResNetSE"):
-        return ElasticResNet(spec, cins, widths, stride, se=code == "ResNetSE")
-    if code in ("FusedMBRes", "FusedMBSERes"):
-        return ElasticFused(spec, cins, widths, stride, se=code == "FusedMBSERes")
-    known = ("FirstConv", "MBv2", "MBv1Dual", "MBv2Res", "MBv3Res", "MBv2K3Res", "MBv3K3Res",
-             "ResNet", "ResNetSE", "FusedMBRes", "FusedMBSERes")
-    raise KeyError(f"no elastic block for code {code!r}; known: {', '.join(known)}")
+    """The elastic block for a block code (candidate blocks and the fixed stem/stage0), as the
+    block registry maps it."""
+    return block_type(spec.code).elastic(spec, cins, widths, stride)
 
 
 class ElasticHead(nn.Module):
