@@ -195,6 +195,137 @@ def quantize_onnx(fp32_path: Path | str, int8_path: Path | str, calibration: np.
     return int8_path
 
 
+def _constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Initializers and Constant-node outputs by name."""
+    from onnx import numpy_helper
+    out = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return out
+
+
+def _fold_constant_quantize(proto: onnx.ModelProto) -> int:
+    """QuantizeLinear of an initializer -> the quantized initializer itself (int8 weights
+    stored as such, so that onnxruntime sees DequantizeLinear(int8) -> Conv). Rounds half to
+    even, as QuantizeLinear does."""
+    from onnx import numpy_helper
+    consts = _constants(proto)
+    folded = 0
+    for node in list(proto.graph.node):
+        if node.op_type != "QuantizeLinear" or not all(i in consts for i in node.input):
+            continue
+        x, s, zp = (consts[i] for i in node.input)
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if s.ndim == 1 and x.ndim > 1:
+            shape = [1] * x.ndim
+            shape[axis] = -1
+            s, zp = s.reshape(shape), zp.reshape(shape)
+        info = np.iinfo(zp.dtype)
+        q = np.clip(np.rint(x / s) + zp.astype(np.int64), info.min, info.max).astype(zp.dtype)
+        proto.graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
+        proto.graph.node.remove(node)
+        folded += 1
+    return folded
+
+
+def _int32_bias(proto: onnx.ModelProto) -> int:
+    """A Conv whose input and weight come from DequantizeLinear gets its float bias as int32
+    at scale s_x * s_w behind a DequantizeLinear (a float bias blocks onnxruntime's
+    QLinearConv fusion; training-notes section 2)."""
+    from onnx import numpy_helper
+    consts = _constants(proto)
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    done = 0
+    for node in list(proto.graph.node):
+        if node.op_type != "Conv" or len(node.input) < 3 or node.input[2] not in consts:
+            continue
+        dx, dw = producer.get(node.input[0]), producer.get(node.input[1])
+        if not (dx is not None and dw is not None and dx.op_type == dw.op_type ==
+                "DequantizeLinear"):
+            continue
+        s_x = consts[dx.input[1]].astype(np.float64)
+        s_w = consts[dw.input[1]].astype(np.float64)
+        b = consts[node.input[2]].astype(np.float64)
+        scale = (s_x * s_w * np.ones_like(b)).astype(np.float32)
+        name = node.input[2]
+        q = np.clip(np.rint(b / scale), -2**31, 2**31 - 1).astype(np.int32)
+        proto.graph.initializer.extend([
+            numpy_helper.from_array(q, f"{name}_int32"),
+            numpy_helper.from_array(scale, f"{name}_scale"),
+            numpy_helper.from_array(np.zeros_like(q), f"{name}_zero_point")])
+        proto.graph.node.append(helper.make_node(
+            "DequantizeLinear", [f"{name}_int32", f"{name}_scale", f"{name}_zero_point"],
+            [f"{name}_dq"], name=f"{name}_DequantizeLinear", axis=0))
+        node.input[2] = f"{name}_dq"
+        done += 1
+    return done
+
+
+def _prune_unused(proto: onnx.ModelProto) -> None:
+    """Drop initializers and Constant nodes nothing reads any more."""
+    used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+    keep = [i for i in proto.graph.initializer if i.name in used]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep)
+    for n in [n for n in proto.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        proto.graph.node.remove(n)
+
+
+def _topological(proto: onnx.ModelProto) -> None:
+    """Reorder nodes so that every input is produced before use (added DQ nodes last)."""
+    ready = {i.name for i in proto.graph.initializer} | {i.name for i in proto.graph.input}
+    nodes, ordered = list(proto.graph.node), []
+    while nodes:
+        rest = []
+        for n in nodes:
+            if all(i in ready or not i for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(nodes):
+            raise ValueError("ONNX graph has a cycle or a missing input")
+        nodes = rest
+    del proto.graph.node[:]
+    proto.graph.node.extend(ordered)
+
+
+def export_qdq(qmodel: torch.nn.Module, input_shape_nchw: Sequence[int], path: Path | str,
+               metadata: dict[str, str] | None = None, opset: int = 17) -> Path:
+    """The deployed INT8 file of an LSQ+ network (:func:`spaceevo_lib.quant.quantize_model`)
+    with its **learned** scales and zero points: QDQ format, int8 weights per channel, int32
+    biases, uint8 activations; onnxruntime's optimizer fuses it into QLinearConv & co.
+    ``metadata`` (e.g. preprocessing) is stored as the file's metadata_props."""
+    from ..quant.prepare import frozen_for_export
+    path = Path(path)
+    frozen = frozen_for_export(qmodel)
+    with atomic_path(path) as tmp:
+        export_onnx(frozen, input_shape_nchw, tmp, opset=opset)
+        proto = onnx.load(str(tmp))
+        _fold_constant_quantize(proto)
+        _int32_bias(proto)
+        _prune_unused(proto)
+        _topological(proto)
+        for k, v in (metadata or {}).items():
+            proto.metadata_props.add(key=str(k), value=str(v))
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def optimized_ops(path: Path | str) -> dict[str, int]:
+    """Operator histogram of the graph onnxruntime actually runs (``ORT_ENABLE_ALL``), e.g.
+    to count the QLinearConv a QDQ file fused into."""
+    with tempfile.TemporaryDirectory(prefix="spaceevo-opt-") as tmpdir:
+        out = Path(tmpdir) / "optimized.onnx"
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = str(out)
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return graph_ops(out)
+
+
 def graph_ops(path: Path | str) -> dict[str, int]:
     """Operator histogram of an ONNX file, e.g. to check that an INT8 graph is quantized."""
     counts: dict[str, int] = {}

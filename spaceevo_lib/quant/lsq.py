@@ -97,6 +97,9 @@ class ActQuantizer(_Quantizer):
         if self.training and not bool(self.initialized):
             self.initialise(x)
         self._require_init()
+        if not self.training:  # the op ONNX exports as QuantizeLinear + DequantizeLinear
+            return torch.fake_quantize_per_tensor_affine(
+                x, self.step.float(), self.zero_point().to(torch.int32), 0, ACT_QMAX)
         g = 1.0 / math.sqrt(max(1, x[0].numel()) * ACT_QMAX)
         s = grad_scale(self.scale.abs().clamp_min(EPS), g)
         b = grad_scale(self.offset, g)
@@ -129,12 +132,33 @@ class WeightQuantizer(_Quantizer):
         if self.training and not bool(self.initialized):
             self.initialise(w)
         self._require_init()
+        if not self.training:
+            return self.fake_quantized(w)
         per_scale = w[0].numel() if self.per_channel else w.numel()
         g = 1.0 / math.sqrt(per_scale * WEIGHT_QMAX)
         s = grad_scale(self.scale.abs().clamp_min(EPS), g)
         if self.per_channel:
             s = s.view(-1, *([1] * (w.dim() - 1)))
         return torch.clamp(round_ste(w / s), -WEIGHT_QMAX, WEIGHT_QMAX) * s
+
+    def integer_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """The int8 values (-127..127) the runtimes store."""
+        s = self.step.view(-1, *([1] * (w.dim() - 1))) if self.per_channel else self.step
+        return torch.clamp(torch.round(w.detach() / s), -WEIGHT_QMAX, WEIGHT_QMAX).to(torch.int8)
+
+    def fake_quantized(self, w: torch.Tensor) -> torch.Tensor:
+        """Eval form: the weight on its int8 grid, through the fake-quant op that ONNX exports
+        as QuantizeLinear + DequantizeLinear (the values are already on the grid, so the
+        exported range -128..127 changes nothing)."""
+        q = self.integer_weight(w).to(w.dtype)
+        if self.per_channel:
+            s = self.step.float()
+            return torch.fake_quantize_per_channel_affine(
+                q * s.view(-1, *([1] * (w.dim() - 1))), s,
+                torch.zeros_like(s, dtype=torch.int32), 0, -128, 127)
+        return torch.fake_quantize_per_tensor_affine(q * self.step, self.step.float(),
+                                                     torch.zeros((), dtype=torch.int32),
+                                                     -128, 127)
 
     def extra_repr(self) -> str:
         return f"int8, symmetric, {'per channel' if self.per_channel else 'per tensor'}"
