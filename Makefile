@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LAB_PROFILE ?= smoke
 
-.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor
+.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor bench-int8
 
 venv: $(VENV)/.installed
 
@@ -52,3 +52,6 @@ bench-qt: venv
 
 bench-predictor: venv
 	$(BIN)/python tests/benchmarks/bench_predictor.py --profile $(PROFILE)
+
+bench-int8: venv
+	$(BIN)/python tests/benchmarks/bench_int8.py

@@ -16,7 +16,8 @@ from .data import (CorruptDataError, DataError, MissingDataError, load_imagenett
 from .report import paper_table1, paper_value  # noqa: E402
 from .store import Run, record  # noqa: E402
 
-_LAZY = ("export", "latency", "nn", "predictor", "search", "space", "supernet")  # import torch / runtimes: loaded on first use
+_LAZY = ("export", "latency", "nn", "predictor", "quant", "search", "space", "supernet",
+         "train")  # import torch / runtimes: loaded on first use
 
 
 def __getattr__(name: str):

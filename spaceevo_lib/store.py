@@ -31,6 +31,9 @@ from .config import ChapterConfig, check_profile, get_chapter
 from .settings import runs_dir
 
 SUMMARY_FIELDS = ("name", "value", "unit", "paper")
+#: Optional record fields: ``artifact``, the file a record was measured on, relative to the
+#: run folder (every deployed model file's accuracy and latency records name it).
+OPTIONAL_FIELDS = ("artifact",)
 _KINDS = {"parquet": ".parquet", "csv": ".csv", "json": ".json", "torch": ".pt"}
 _RECORDED_PACKAGES = ("numpy", "pandas", "torch", "torchvision", "onnx", "onnxruntime",
                       "tensorflow-cpu", "ai-edge-litert", "scikit-learn", "papermill",
@@ -148,8 +151,13 @@ def record(name: str, value: Any, unit: str, paper: float | None = None) -> dict
 
 
 def check_record(r: Mapping[str, Any]) -> dict[str, Any]:
-    if set(r) != set(SUMMARY_FIELDS):
-        raise ValueError(f"summary record needs exactly {SUMMARY_FIELDS}; got {sorted(r)}")
+    if not set(SUMMARY_FIELDS) <= set(r) <= set(SUMMARY_FIELDS + OPTIONAL_FIELDS):
+        raise ValueError(f"summary record needs exactly {SUMMARY_FIELDS} (optionally "
+                         f"{OPTIONAL_FIELDS}); got {sorted(r)}")
+    if "artifact" in r and not (isinstance(r["artifact"], str) and r["artifact"]
+                                and not Path(r["artifact"]).is_absolute()):
+        raise ValueError(f"summary {r.get('name')!r}: artifact must be a path relative to the "
+                         f"run folder; got {r['artifact']!r}")
     if not isinstance(r["name"], str) or not r["name"]:
         raise ValueError(f"summary record name must be a non-empty string; got {r['name']!r}")
     out = dict(r)

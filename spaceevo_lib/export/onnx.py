@@ -199,9 +199,11 @@ def _constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     """Initializers and Constant-node outputs by name."""
     from onnx import numpy_helper
     out = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    for n in proto.graph.node:
+    for n in proto.graph.node:  # in graph order: an Identity of a constant is that constant
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
             out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+        elif n.op_type == "Identity" and n.input[0] in out:
+            out[n.output[0]] = out[n.input[0]]
     return out
 
 
@@ -230,15 +232,16 @@ def _fold_constant_quantize(proto: onnx.ModelProto) -> int:
 
 
 def _int32_bias(proto: onnx.ModelProto) -> int:
-    """A Conv whose input and weight come from DequantizeLinear gets its float bias as int32
-    at scale s_x * s_w behind a DequantizeLinear (a float bias blocks onnxruntime's
+    """A Conv or Gemm whose input and weight come from DequantizeLinear gets its float bias
+    as int32 at scale s_x * s_w behind a DequantizeLinear (a float bias blocks onnxruntime's
     QLinearConv fusion; training-notes section 2)."""
     from onnx import numpy_helper
     consts = _constants(proto)
     producer = {o: n for n in proto.graph.node for o in n.output}
     done = 0
     for node in list(proto.graph.node):
-        if node.op_type != "Conv" or len(node.input) < 3 or node.input[2] not in consts:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 \
+                or node.input[2] not in consts:
             continue
         dx, dw = producer.get(node.input[0]), producer.get(node.input[1])
         if not (dx is not None and dw is not None and dx.op_type == dw.op_type ==
@@ -262,14 +265,48 @@ def _int32_bias(proto: onnx.ModelProto) -> int:
     return done
 
 
+def _float_weights_of_float_ops(proto: onnx.ModelProto) -> int:
+    """A Conv or Gemm whose *input* is float (no DequantizeLinear before it, e.g. a Linear after
+    a Flatten) stays a float kernel in onnxruntime, which would dequantize its int8 weight on
+    every run: store that weight dequantized instead (the same values, on the int8 grid)."""
+    from onnx import numpy_helper
+    consts = _constants(proto)
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    done = 0
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2:
+            continue
+        dx, dw = producer.get(node.input[0]), producer.get(node.input[1])
+        if (dx is not None and dx.op_type == "DequantizeLinear") or dw is None \
+                or dw.op_type != "DequantizeLinear" or not all(i in consts for i in dw.input):
+            continue
+        q, sc, zp = (consts[i] for i in dw.input)
+        axis = next((a.i for a in dw.attribute if a.name == "axis"), 1)
+        if sc.ndim == 1 and q.ndim > 1:
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            sc, zp = sc.reshape(shape), zp.reshape(shape)
+        w = ((q.astype(np.float32) - zp.astype(np.float32)) * sc).astype(np.float32)
+        name = f"{node.input[1]}_float"
+        proto.graph.initializer.append(numpy_helper.from_array(w, name))
+        node.input[1] = name
+        done += 1
+    return done
+
+
 def _prune_unused(proto: onnx.ModelProto) -> None:
-    """Drop initializers and Constant nodes nothing reads any more."""
-    used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+    """Drop nodes, initializers and constants nothing reads any more."""
+    outputs = {o.name for o in proto.graph.output}
+    while True:
+        used = {i for n in proto.graph.node for i in n.input} | outputs
+        dead = [n for n in proto.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            proto.graph.node.remove(n)
     keep = [i for i in proto.graph.initializer if i.name in used]
     del proto.graph.initializer[:]
     proto.graph.initializer.extend(keep)
-    for n in [n for n in proto.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
-        proto.graph.node.remove(n)
 
 
 def _topological(proto: onnx.ModelProto) -> None:
@@ -305,6 +342,7 @@ def export_qdq(qmodel: torch.nn.Module, input_shape_nchw: Sequence[int], path: P
         proto = onnx.load(str(tmp))
         _fold_constant_quantize(proto)
         _int32_bias(proto)
+        _float_weights_of_float_ops(proto)
         _prune_unused(proto)
         _topological(proto)
         for k, v in (metadata or {}).items():
@@ -322,6 +360,7 @@ def optimized_ops(path: Path | str) -> dict[str, int]:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.optimized_model_filepath = str(out)
+        so.log_severity_level = 3  # its note that the saved graph is host-specific is expected
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         return graph_ops(out)
 

@@ -11,9 +11,11 @@ baselines: no second model definition.
 2. **One activation quantizer per tensor, at its producer's output**: the network input and
    the outputs of convs, linears, adds, muls, pools and activations. A ReLU/ReLU6 right after
    a conv or an add takes the quantizer (the runtimes fuse it into the integer kernel);
-   HardSwish, SiLU and HardSigmoid get one on their input *and* output (they have no integer
-   kernel in onnxruntime: the paper's finding). Shape ops (flatten, dropout) pass the
-   quantized tensor on; the logits stay float.
+   SiLU and Hardswish are written as ``x * gate(x)`` first, and the input, the gate's
+   output and the product each get one, as onnxruntime's own post-training quantizer places
+   them (QLinearSigmoid / QLinearMul; Hardsigmoid has no integer kernel and stays float: part
+   of the paper's finding). Shape ops (flatten, dropout) pass the quantized tensor on; the
+   logits stay float.
 3. **Weights**: every ``Conv2d`` / ``Linear`` becomes :class:`QConv2d` / :class:`QLinear` with
    a :class:`~.lsq.WeightQuantizer` (per channel by default: what onnxruntime's QLinearConv
    and TFLite's int8 kernels use).
@@ -154,9 +156,12 @@ def _kind(gm: fx.GraphModule, n: fx.Node) -> str:
     return "other"
 
 
+_QUANTIZED_KINDS = ("input", "conv", "linear", "relu", "act", "pool", "add", "mul")
+
+
 def _needs_quantizer(gm: fx.GraphModule, n: fx.Node) -> bool:
     kind = _kind(gm, n)
-    if kind not in ("input", "conv", "linear", "relu", "act", "pool", "add", "mul"):
+    if kind not in _QUANTIZED_KINDS:
         return False
     users = list(n.users)
     if not users or all(_kind(gm, u) == "output" for u in users):
@@ -166,12 +171,38 @@ def _needs_quantizer(gm: fx.GraphModule, n: fx.Node) -> bool:
     return True
 
 
+def _decompose_gated_activations(gm: fx.GraphModule) -> None:
+    """SiLU -> x * sigmoid(x), Hardswish -> x * hardsigmoid(x): the gate's output becomes a
+    tensor of its own, which then gets a quantizer, so that onnxruntime runs the gate and the
+    product with integer kernels (QLinearSigmoid, QLinearMul), as its post-training
+    quantizer does; Hardsigmoid has no integer kernel and stays float in both."""
+    gates = {nn.SiLU: torch.sigmoid, nn.Hardswish: F.hardsigmoid}
+    funcs = {F.silu: torch.sigmoid, F.hardswish: F.hardsigmoid}
+    for n in list(gm.graph.nodes):
+        m = _module(gm, n)
+        gate = gates.get(type(m)) if m is not None else (
+            funcs.get(n.target) if n.op == "call_function" else None)
+        if gate is None:
+            continue
+        x = n.args[0]
+        with gm.graph.inserting_after(n):
+            g = gm.graph.call_function(gate, (x,))
+        with gm.graph.inserting_after(g):
+            prod = gm.graph.call_function(operator.mul, (x, g))
+        n.replace_all_uses_with(prod)
+        gm.graph.erase_node(n)
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+
+
 def quantize_model(model: nn.Module, per_channel: bool = True) -> fx.GraphModule:
     """The LSQ+ fake-quantized network of a trained FP32 ``model`` (BN folded, quantizers
     placed as the module docstring says). The input model is not modified."""
     import copy
 
     gm = fold_bn(copy.deepcopy(model))
+    _decompose_gated_activations(gm)
     for n in list(gm.graph.nodes):
         m = _module(gm, n)
         if type(m) is nn.Conv2d:

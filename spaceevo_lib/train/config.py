@@ -37,6 +37,9 @@ class TrainConfig:
     valid_size: int = 1000  # images held out of the training split for model selection
     train_images: int = 0  # a seeded subset of the rest for quick runs (0: all of them)
     bn_recalibration_batches: int = 0  # after training: re-estimate BN statistics (0: off)
+    # NHWC memory layout for weights and batches: oneDNN's fast convolution path on CPU
+    # (1.5-1.8x the training throughput of NCHW for the study's networks on 2 cores)
+    channels_last: bool = True
     seed: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)  # step-specific settings (e.g. KD)
 

@@ -212,6 +212,8 @@ class Trainer:
     history: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.net = self.model
         d = _dist()
         if d is not None and d.get_world_size() > 1:
@@ -272,6 +274,8 @@ class Trainer:
                    disable=not self.progress or rank() != 0)
         lr = self.cfg.lr
         for x, y in bar:
+            if self.cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             lr = self._set_lr()
             loss, logits = self.step(self.net, x, y, self.cfg)
             self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,365 @@
+"""The chapter "Training in INT8": a network trained in FP32, fine-tuned with LSQ+, deployed
+three ways, and each deployed file's top-1 and latency measured from the file itself.
+
+Two networks go through it: the **teacher** of the block-wise distillation chapter (an
+EfficientNetV2-style subnet of the training-scale mobilew hyperspace, so that its stages have
+the hyperspace's strides and split stage by stage) and **MobileNetV3-Small** at the same
+scale, where post-training INT8 is known to hurt (SE, Hardswish).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import TrainConfig
+
+#: The teacher: EfficientNetV2's layout (Fused-MBConv with SE in the high-resolution stages 1-3,
+#: MBConv with SE in stages 4-6, swish, 3x3 kernels) inside the training-scale mobilew
+#: hyperspace: the widest window of every stage at its largest width, EfficientNet-B0-like
+#: depths. Block indices of mobilew: 4 = FusedMBSERes, 2 = MBv3Res.
+TEACHER_BLOCKS = (4, 4, 4, 2, 2, 2)
+TEACHER_DEPTHS = (1, 1, 2, 2, 2, 3, 3, 1)  # first_conv, stage0 .. stage6
+TEACHER_EXPANDS = {"fused": 2.0, "mb": 3.0}
+
+
+def teacher_network(hyperspace: str = "mobilew-train", n_classes: int | None = None):
+    """The teacher as a static subnet (``SubnetModel``: children first_conv, stage0..6, head)."""
+    from ..nn.registry import block_type
+    from ..space.build import build_subnet
+    from ..space.encoding import SpaceChoice, Subnet, stage_options
+    from ..space.hyperspace import as_hyperspace
+    hs = as_hyperspace(hyperspace)
+    windows = tuple(hs.stage(s).n_windows - 1 for s in hs.searchable_stages)
+    space = SpaceChoice(hs.name, TEACHER_BLOCKS, windows)
+    ks, ws, es = [], [], []
+    for opt, depth in zip(stage_options(space), TEACHER_DEPTHS):
+        family = block_type(opt.block.code).family
+        want = TEACHER_EXPANDS.get(family)
+        e = (want if want in opt.expands else opt.expands[-1]) if opt.expands != (None,) \
+            else None
+        for _ in range(depth):
+            ks.append(min(opt.kernels))
+            ws.append(max(opt.widths))
+            es.append(e)
+    sub = Subnet(TEACHER_DEPTHS, tuple(ks), tuple(ws), tuple(es), max(hs.resolutions))
+    return build_subnet(space, sub, n_classes=n_classes)
+
+
+def build(name: str, resolution: int, n_classes: int, hyperspace: str = "mobilew-train"):
+    """``teacher`` (in ``hyperspace``) or a torchvision baseline (stem stride 1 at 32 px, the
+    training scale's rule); returns (model, architecture string for its checkpoints)."""
+    if name == "teacher":
+        m = teacher_network(hyperspace, n_classes=n_classes)
+        return m, f"teacher/{m.space.encode()}:{m.subnet.encode()}"
+    from .run import build_network
+    return build_network(name, resolution, n_classes)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Int8Data:
+    """Loaders (train / valid / test), the raw test images for the deployed files, calibration
+    images (normalised NCHW, from the training split) and the files' preprocessing."""
+
+    loaders: dict
+    x_test: np.ndarray  # (N, H, W, 3) uint8
+    y_test: np.ndarray
+    calibration: np.ndarray  # (N, 3, H, W) float32
+    preprocessing: object  # quant.deploy.Preprocessing
+    n_classes: int
+
+
+def load_data(resolution: int, cfg: TrainConfig, test_images: int = 0,
+              calibration_images: int = 100, dataset: str = "imagenette") -> Int8Data:
+    """Training, held-out and test data: ``cfg.valid_size`` training images held out for
+    model selection, ``cfg.train_images`` (0: all the rest) to train on, the test split (or a
+    seeded ``test_images`` subset) for the final numbers only. ``dataset``: ``imagenette``
+    (the study's 32/64-px files) or ``imagenet`` (the paper profile: a user-supplied
+    ImageFolder, see :mod:`spaceevo_lib.data.imagenet`)."""
+    if dataset == "imagenet":
+        return _load_imagenet(resolution, cfg, test_images, calibration_images)
+    if dataset != "imagenette":
+        raise ValueError(f"dataset must be 'imagenette' or 'imagenet'; got {dataset!r}")
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..data.imagenette import (ImagenetteDataset, load_imagenette, normalization,
+                                   split_train, subset)
+    from ..quant.deploy import Preprocessing
+    from .engine import train_loader
+    data = load_imagenette(resolution)
+    mean, std = normalization(data, "imagenet")
+    train_idx, valid_idx = split_train(len(data.x_train), cfg.valid_size, cfg.seed)
+    if cfg.train_images:
+        train_idx = subset(train_idx, train_idx, cfg.train_images, cfg.seed)[0]
+    x_test, y_test = data.x_test, data.y_test
+    if test_images:
+        x_test, y_test = subset(x_test, y_test, test_images, cfg.seed)
+    ds = lambda x, y, aug: ImagenetteDataset(x, y, aug, (mean, std))  # noqa: E731
+    loaders = {"train": train_loader(ds(data.x_train[train_idx], data.y_train[train_idx],
+                                        cfg.augment), cfg.batch_size, cfg.seed),
+               "test": DataLoader(ds(x_test, y_test, "none"), batch_size=256)}
+    if cfg.valid_size:
+        loaders["valid"] = DataLoader(ds(data.x_train[valid_idx], data.y_train[valid_idx],
+                                         "none"), batch_size=256)
+    cal_idx = subset(train_idx, train_idx, min(calibration_images, len(train_idx)),
+                     cfg.seed + 1)[0]
+    cal_ds = ds(data.x_train[cal_idx], data.y_train[cal_idx], "none")
+    cal = torch.stack([cal_ds[i][0] for i in range(len(cal_ds))]).numpy()
+    pre = Preprocessing("NCHW", (resolution, resolution), tuple(mean), tuple(std),
+                        classes=tuple(data.classes))
+    return Int8Data(loaders, x_test, y_test, cal, pre, len(data.classes))
+
+
+def _load_imagenet(resolution: int, cfg: TrainConfig, test_images: int,
+                   calibration_images: int) -> Int8Data:
+    """ImageNet (paper profile): train/val ImageFolders with the paper's transforms; the test
+    images for the deployed files are the val images resized and centre-cropped as uint8
+    (``resize`` in their preprocessing metadata). Written for the paper profile, exercised by
+    the tests on a tiny generated folder only."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+    from torchvision.transforms import v2
+
+    from ..data.imagenet import load_imagenet
+    from ..data.imagenette import IMAGENET_MEAN, IMAGENET_STD, split_train
+    from ..quant.deploy import Preprocessing
+    from .engine import train_loader
+    train_all, test = load_imagenet("train", resolution), load_imagenet("val", resolution)
+    train_idx, valid_idx = split_train(len(train_all), cfg.valid_size, cfg.seed)
+    if cfg.train_images:
+        train_idx = np.sort(np.random.default_rng(cfg.seed).permutation(train_idx)
+                            [:cfg.train_images])
+    plain = load_imagenet("train", resolution)
+    plain.transform = test.transform  # held-out and calibration images: no augmentation
+    loaders = {"train": train_loader(Subset(train_all, train_idx.tolist()), cfg.batch_size,
+                                     cfg.seed)}
+    if cfg.valid_size:
+        loaders["valid"] = DataLoader(Subset(plain, valid_idx.tolist()), batch_size=256)
+    test_idx = np.arange(len(test))
+    if test_images:
+        test_idx = np.sort(np.random.default_rng(cfg.seed).permutation(test_idx)[:test_images])
+    loaders["test"] = DataLoader(Subset(test, test_idx.tolist()), batch_size=256)
+    resize = round(resolution / 0.875)
+    as_uint8 = v2.Compose([v2.ToImage(), v2.Resize(resize, antialias=True),
+                           v2.CenterCrop(resolution)])
+    raw = load_imagenet("val", resolution)
+    raw.transform = as_uint8
+    x_test = np.stack([raw[i][0].permute(1, 2, 0).numpy() for i in test_idx])
+    y_test = np.array([raw.targets[i] for i in test_idx])
+    cal_idx = np.random.default_rng(cfg.seed + 1).permutation(train_idx)[:calibration_images]
+    cal = torch.stack([plain[i][0] for i in cal_idx]).numpy()
+    pre = Preprocessing("NCHW", (resolution, resolution), IMAGENET_MEAN, IMAGENET_STD,
+                        classes=tuple(test.classes), resize=resize)
+    return Int8Data(loaders, x_test, y_test, cal, pre, len(test.classes))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_fp32(model, arch: str, cfg: TrainConfig, data: Int8Data, checkpoint: Path,
+               progress: bool = True):
+    """Train in FP32 (resuming from ``checkpoint``); returns the per-epoch metrics."""
+    from .engine import Trainer
+    trainer = Trainer(model, cfg, {k: v for k, v in data.loaders.items() if k != "test"},
+                      arch=arch, checkpoint=checkpoint, progress=progress)
+    return trainer.fit().assign(phase="fp32")
+
+
+def train_lsq(fp32_model, arch: str, cfg: TrainConfig, data: Int8Data, checkpoint: Path,
+              per_channel: bool = True, progress: bool = True):
+    """LSQ+ fine-tuning of a trained FP32 network (BN folded, quantizers min-max initialised
+    on one batch of calibration images); returns (quantized model, metrics, scales table:
+    every activation quantizer's scale and zero point at initialisation and after training)."""
+    import torch
+
+    from ..quant.prepare import act_quantizers, quantize_model
+    from .engine import Trainer
+    q = quantize_model(fp32_model.eval(), per_channel=per_channel).train()
+    with torch.no_grad():
+        q(torch.from_numpy(data.calibration))  # min-max initialisation
+    init = {k: (float(m.step), int(m.zero_point())) for k, m in act_quantizers(q)}
+    trainer = Trainer(q, cfg, {k: v for k, v in data.loaders.items() if k != "test"},
+                      arch=f"{arch}/lsq{'' if per_channel else '-per-tensor'}",
+                      checkpoint=checkpoint, progress=progress)
+    history = trainer.fit().assign(phase="lsq+")
+    rows = [{"tensor": k, "scale_init": init[k][0], "scale": float(m.step),
+             "zero_point_init": init[k][1], "zero_point": int(m.zero_point())}
+            for k, m in act_quantizers(q)]
+    return q.eval(), history, pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- deployment
+
+
+def deploy_all(name: str, fp32_model, qat_model, data: Int8Data, out_dir: Path,
+               routes=None) -> list:
+    """Every deployment route's files for one network (see :mod:`spaceevo_lib.quant.deploy`)."""
+    from ..quant.deploy import ROUTES, deploy
+    return [deploy(r, fp32_model.eval(), qat_model, data.calibration, data.preprocessing,
+                   out_dir, name) for r in (routes or ROUTES)]
+
+
+def accuracy_table(name: str, fp32_model, qat_model, files: list, data: Int8Data,
+                   run_path: Path) -> pd.DataFrame:
+    """Top-1 on the test set: the PyTorch FP32 and fake-quant networks, then every deployed
+    INT8 file run by its runtime from the preprocessing in its metadata."""
+    from ..quant.deploy import evaluate_file
+    from .engine import evaluate
+    rows = [{"network": name, "model": "fp32", "runtime": "pytorch", "artifact": None,
+             "top1": evaluate(fp32_model.eval(), data.loaders["test"])["top1"]},
+            {"network": name, "model": "int8-fakequant", "runtime": "pytorch",
+             "artifact": None,
+             "top1": evaluate(qat_model.eval(), data.loaders["test"])["top1"]}]
+    for d in files:
+        r = evaluate_file(d.int8_path, data.x_test, data.y_test)
+        rows.append({"network": name, "model": f"int8-{d.route}", "runtime": d.device,
+                     "artifact": str(Path(d.int8_path).relative_to(run_path)),
+                     "top1": r["top1"]})
+    return pd.DataFrame(rows)
+
+
+def latency_table(files: list, data: Int8Data, protocol, seed: int = 0,
+                  progress: bool = False) -> pd.DataFrame:
+    """Latency of every deployed INT8 file beside its FP32 partner, on its device."""
+    from ..quant.deploy import time_deployed
+    recs = time_deployed(files, data.calibration, protocol, seed, progress)
+    return pd.DataFrame(recs)
+
+
+def results_table(acc: pd.DataFrame, lat: pd.DataFrame) -> pd.DataFrame:
+    """One row per (network, model): top-1, and for deployed files the device, INT8 and FP32
+    latency (median over visits of each visit's fastest run) and the speedup."""
+    lat = lat.assign(model="int8-" + lat["route"])[
+        ["model", "device", "int8_median_of_min_ms", "fp32_median_of_min_ms", "speedup",
+         "noisy", "busy"]]
+    return acc.merge(lat, on="model", how="left")
+
+
+def summary_records(results: pd.DataFrame) -> list[dict]:
+    """``top1/<network>/<model>`` for every row, with ``artifact`` for deployed files, and
+    ``speedup/<network>/<model>`` on the file's device."""
+    from ..store import record
+    out = []
+    for r in results.to_dict("records"):
+        rec = record(f"top1/{r['network']}/{r['model']}", round(float(r["top1"]), 2), "%")
+        if isinstance(r["artifact"], str):
+            rec["artifact"] = r["artifact"]
+            out.append(rec)
+            sp = record(f"speedup/{r['network']}/{r['model']}/{r['device']}",
+                        round(float(r["speedup"]), 3), "x")
+            sp["artifact"] = r["artifact"]
+            out.append(sp)
+        else:
+            out.append(rec)
+    return out
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+#: The chapter's rules, fixed before any result exists (tests check them on made-up tables):
+#: the learned-scale ORT file must compute what the fake-quant network computes (top-1 within
+#: this many points), run as fast as the post-training file (INT8 latency within this ratio),
+#: and the teacher must be good enough to teach (top-1 at least this, the issue's aim).
+THRESHOLDS = {"lsq_file_top1_points": 0.5, "lsq_latency_ratio": 1.10, "teacher_top1": 80.0}
+
+
+def verdicts(results: pd.DataFrame, thresholds: dict = THRESHOLDS) -> pd.DataFrame:
+    """One row per rule and network: the measured value, the threshold, and whether it holds."""
+    rows = []
+    for net, r in results.groupby("network", sort=False):
+        r = r.set_index("model")
+        if {"int8-fakequant", "int8-ort-lsq-qdq"} <= set(r.index):
+            gap = abs(float(r.top1["int8-ort-lsq-qdq"]) - float(r.top1["int8-fakequant"]))
+            rows.append((net, "ORT file with learned scales = fake-quant network (top-1 gap, "
+                              "points)", gap, thresholds["lsq_file_top1_points"],
+                         gap <= thresholds["lsq_file_top1_points"]))
+        if {"int8-ort-lsq-qdq", "int8-ort-ptq"} <= set(r.index):
+            ratio = float(r.int8_median_of_min_ms["int8-ort-lsq-qdq"]
+                          / r.int8_median_of_min_ms["int8-ort-ptq"])
+            rows.append((net, "ORT file with learned scales as fast as post-training ORT "
+                              "(INT8 latency ratio)", ratio, thresholds["lsq_latency_ratio"],
+                         ratio <= thresholds["lsq_latency_ratio"]))
+        if net == "teacher" and "fp32" in r.index:
+            t = float(r.top1["fp32"])
+            rows.append((net, "teacher good enough to teach (FP32 top-1, %)", t,
+                         thresholds["teacher_top1"], t >= thresholds["teacher_top1"]))
+    return pd.DataFrame(rows, columns=["network", "rule", "measured", "threshold", "holds"])
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def stage_table(model) -> pd.DataFrame:
+    """A subnet's stages: block type, depth, kernel, width, expand ratio, stride and output side
+    (what the distillation chapter cuts the teacher by)."""
+    sp, sub = model.space, model.subnet
+    hs = sp.spec
+    rows, side = [], sub.resolution
+    for name, blocks in sub.stage_blocks().items():
+        st = hs.stage(name)
+        side = -(-side // st.stride)
+        ks, ws, es = zip(*blocks)
+        rows.append({"stage": name, "block": sp.block(name).code, "depth": len(blocks),
+                     "kernel": ks[0], "width": ws[-1], "expand": es[0], "stride": st.stride,
+                     "output side": side})
+    return pd.DataFrame(rows)
+
+
+def throughput_table(history: pd.DataFrame) -> pd.DataFrame:
+    """Training images per second on this host, FP32 and LSQ+, per network (median epoch)."""
+    return (history.groupby(["network", "phase"], sort=False)["images_per_s"].median()
+            .unstack("phase").reset_index().rename_axis(columns=None))
+
+
+def optimized_graph_table(files: dict) -> pd.DataFrame:
+    """Operators of the graph onnxruntime runs for each learned-scale file, beside the Conv
+    count of the file: integer kernels (QLinear*) and what stays in float."""
+    from ..export.onnx import graph_ops, optimized_ops
+    rows = []
+    for net, ds in files.items():
+        for d in ds:
+            if d.route != "ort-lsq-qdq":
+                continue
+            ops = optimized_ops(d.int8_path)
+            rows.append({"network": net, "Conv in the file": graph_ops(d.int8_path)["Conv"],
+                         **{f"{k} (run)": v for k, v in sorted(ops.items())}})
+    return pd.DataFrame(rows).fillna(0)
+
+
+def metadata_table(files: dict) -> pd.DataFrame:
+    """The preprocessing entry of the first network's learned-scale file, field by field."""
+    from dataclasses import asdict
+
+    from ..quant.deploy import read_preprocessing
+    d = next(iter(files.values()))[0]
+    pre = asdict(read_preprocessing(d.int8_path))
+    pre["classes"] = ", ".join(pre["classes"])
+    return pd.DataFrame({"field": list(pre), "value": [str(v) for v in pre.values()]}
+                        ).assign(file=Path(d.int8_path).name)
+
+
+def chapter_glue(results: pd.DataFrame, history: pd.DataFrame, checks: pd.DataFrame) -> dict:
+    """The numbers the chapter's text cites, computed from this run's tables."""
+    top = results.set_index(["network", "model"]).top1
+    out = {"int8_epochs": ", ".join(f"{n} {int((history[(history.network == n) & (history.phase == 'fp32')]).shape[0])}"
+                                    for n in dict.fromkeys(history.network))}
+    for net, key in (("teacher", "teacher"), ("mobilenet_v3_small", "mnv3")):
+        if (net, "fp32") not in top:
+            continue
+        out[f"int8_{key}_fp32"] = f"{top[(net, 'fp32')]:.1f}"
+        for model, short in (("int8-ort-ptq", "ptq"), ("int8-ort-lsq-qdq", "lsq")):
+            if (net, model) in top:
+                out[f"int8_{key}_{short}_delta"] = f"{top[(net, model)] - top[(net, 'fp32')]:+.1f}"
+    t = checks[(checks.network == "teacher") & checks.rule.str.startswith("teacher")]
+    if len(t):
+        out["int8_teacher_verdict"] = ("reached" if bool(t.holds.iloc[0]) else
+                                       "not reached at this budget; the distillation chapter "
+                                       "states it beside its students")
+    return out

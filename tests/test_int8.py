@@ -1,0 +1,83 @@
+"""The chapter "Training in INT8": the teacher's structure, the verdict rules (on made-up
+tables, before any result), deployed files' metadata and evaluation from the file alone."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+from spaceevo_lib.quant.deploy import (Preprocessing, evaluate_file, read_preprocessing,
+                                       write_onnx_metadata)
+from spaceevo_lib.train import int8
+
+
+def test_teacher_is_a_training_scale_subnet_with_the_hyperspace_strides():
+    t = int8.teacher_network()
+    hs = t.space.spec
+    table = int8.stage_table(t)
+    assert list(table.stride) == [hs.stage(s).stride for s in table.stage]
+    assert table.set_index("stage").block[["stage1", "stage4"]].tolist() == ["FusedMBSERes",
+                                                                            "MBv3Res"]
+    assert all(w == max(hs.stage(s).widths) for s, w in zip(table.stage, table.width))
+    with torch.no_grad():
+        assert t.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, hs.n_classes)
+
+
+def _results(lsq_top1=80.2, fq_top1=80.0, lsq_ms=1.05, ptq_ms=1.0, teacher=81.0):
+    rows = [("teacher", "fp32", teacher, np.nan), ("teacher", "int8-fakequant", fq_top1, np.nan),
+            ("teacher", "int8-ort-lsq-qdq", lsq_top1, lsq_ms),
+            ("teacher", "int8-ort-ptq", 79.0, ptq_ms)]
+    return pd.DataFrame(rows, columns=["network", "model", "top1", "int8_median_of_min_ms"])
+
+
+@pytest.mark.parametrize("kw, rule, holds", [
+    ({}, "fake-quant", True), ({"lsq_top1": 80.6}, "fake-quant", False),
+    ({}, "as fast", True), ({"lsq_ms": 1.11}, "as fast", False),
+    ({}, "teacher", True), ({"teacher": 79.9}, "teacher", False)])
+def test_verdict_rules_and_thresholds(kw, rule, holds):
+    v = int8.verdicts(_results(**kw))
+    row = v[v.rule.str.contains(rule)]
+    assert len(row) == 1 and bool(row.holds.iloc[0]) is holds
+    assert int8.THRESHOLDS == {"lsq_file_top1_points": 0.5, "lsq_latency_ratio": 1.10,
+                               "teacher_top1": 80.0}
+
+
+def test_preprocessing_round_trips_and_applies():
+    pre = Preprocessing("NCHW", (4, 4), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), classes=("a", "b"))
+    assert Preprocessing.from_json(pre.to_json()) == pre
+    x = np.full((2, 4, 4, 3), 255, np.uint8)
+    y = pre.apply(x)
+    assert y.shape == (2, 3, 4, 4) and np.allclose(y, 2.0)
+    assert pre.with_layout("NHWC").apply(x).shape == (2, 4, 4, 3)
+    with pytest.raises(ValueError, match="takes 4x4"):
+        pre.apply(np.zeros((1, 5, 5, 3), np.uint8))
+
+
+def test_a_file_without_metadata_is_refused(tmp_path):
+    from spaceevo_lib.export.onnx import export_onnx
+    p = export_onnx(torch.nn.Conv2d(3, 2, 1), (1, 3, 4, 4), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="carries no 'preprocessing' metadata"):
+        read_preprocessing(p)
+
+
+def test_evaluate_file_reads_the_preprocessing_from_the_file(tmp_path):
+    """A tiny 'classifier' whose logits are the per-channel means of its input: the file's
+    metadata decides the normalisation, and plain onnxruntime can read it back."""
+    from spaceevo_lib.export.onnx import export_onnx
+
+    class MeanRGB(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3))
+
+    pre = Preprocessing("NCHW", (4, 4), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), classes=("r", "g", "b"))
+    p = write_onnx_metadata(export_onnx(MeanRGB(), (1, 3, 4, 4), tmp_path / "m.onnx"), pre)
+    meta = ort.InferenceSession(str(p)).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["preprocessing"])["classes"] == ["r", "g", "b"]
+    x = np.zeros((3, 4, 4, 3), np.uint8)
+    for i in range(3):
+        x[i, ..., i] = 200  # image i is pure colour i
+    r = evaluate_file(p, x, np.array([0, 1, 2]))
+    assert r["top1"] == 100.0 and r["images"] == 3
