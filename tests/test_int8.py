@@ -81,3 +81,24 @@ def test_evaluate_file_reads_the_preprocessing_from_the_file(tmp_path):
         x[i, ..., i] = 200  # image i is pure colour i
     r = evaluate_file(p, x, np.array([0, 1, 2]))
     assert r["top1"] == 100.0 and r["images"] == 3
+
+
+def test_imagenet_data_for_the_paper_profile(tmp_path, monkeypatch):
+    """The paper profile's data path, on a tiny generated ImageFolder: loaders, raw uint8 test
+    images resized and centre-cropped as the files' metadata says, calibration images."""
+    from test_data_imagenet import _tiny_folder
+
+    from spaceevo_lib.settings import DATA_ENV
+    from spaceevo_lib.train.config import TrainConfig
+    _tiny_folder(tmp_path)
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    cfg = TrainConfig(epochs=1, warmup_epochs=0.0, batch_size=2, valid_size=2)
+    d = int8.load_data(32, cfg, calibration_images=3, dataset="imagenet")
+    assert d.x_test.shape == (6, 32, 32, 3) and d.x_test.dtype == np.uint8
+    assert d.calibration.shape == (3, 3, 32, 32) and d.n_classes == 2
+    assert d.preprocessing.resize == round(32 / 0.875)
+    assert len(d.loaders["valid"].dataset) == 2 and len(d.loaders["train"].dataset) == 4
+    x, y = next(iter(d.loaders["train"]))
+    assert tuple(x.shape) == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="dataset must be"):
+        int8.load_data(32, cfg, dataset="cifar")

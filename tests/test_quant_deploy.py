@@ -16,6 +16,17 @@ from spaceevo_lib.quant.prepare import (ActQuantizer, QConv2d, act_quantizers, f
 from spaceevo_lib.space.build import build_subnet
 from spaceevo_lib.space.encoding import SpaceChoice, max_subnet, published_spaces
 
+from conftest import needs_data
+
+
+def _real_images(n=8):
+    """Normalised Imagenette test images (what the deployed files see)."""
+    from spaceevo_lib.data import load_imagenette
+    from spaceevo_lib.data.imagenette import IMAGENET_MEAN, IMAGENET_STD
+    x = load_imagenette(32).x_test[:n].astype(np.float32) / 255
+    x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
 
 def _subnet(name="spaceevo@vnni"):
     """The max subnet of a published space at the training scale, with BN that is not the
@@ -87,6 +98,7 @@ def test_export_before_training_names_the_missing_step(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
+@needs_data
 @pytest.mark.parametrize("which", ["subnet", "mobilenet_v3_small"])
 def test_qdq_file_fuses_into_integer_kernels_and_equals_the_fake_quant_network(tmp_path,
                                                                                which):
@@ -97,7 +109,7 @@ def test_qdq_file_fuses_into_integer_kernels_and_equals_the_fake_quant_network(t
         model = create_model("mobilenet_v3_small", num_classes=10, stem_stride=1)
         _randomise_bn(model)
         model.eval()
-    x = torch.randn(8, 3, 32, 32)
+    x = _real_images(8)  # calibrated and compared on real images
     q = _calibrated(model, x)
     path = export_qdq(q, (1, 3, 32, 32), tmp_path / "q.onnx",
                       metadata={"resolution": "32", "layout": "NCHW"})

@@ -265,6 +265,17 @@ def _int32_bias(proto: onnx.ModelProto) -> int:
     return done
 
 
+def _constants_as_initializers(proto: onnx.ModelProto) -> None:
+    """Constant nodes -> initializers (one per name), so that every scale and zero point is a
+    named initializer of the file."""
+    from onnx import numpy_helper
+    for n in [n for n in proto.graph.node if n.op_type == "Constant"]:
+        if n.attribute and n.attribute[0].name == "value":
+            proto.graph.initializer.append(numpy_helper.from_array(
+                numpy_helper.to_array(n.attribute[0].t), n.output[0]))
+            proto.graph.node.remove(n)
+
+
 def _float_weights_of_float_ops(proto: onnx.ModelProto) -> int:
     """A Conv or Gemm whose *input* is float (no DequantizeLinear before it, e.g. a Linear after
     a Flatten) stays a float kernel in onnxruntime, which would dequantize its int8 weight on
@@ -341,6 +352,7 @@ def export_qdq(qmodel: torch.nn.Module, input_shape_nchw: Sequence[int], path: P
         export_onnx(frozen, input_shape_nchw, tmp, opset=opset)
         proto = onnx.load(str(tmp))
         _fold_constant_quantize(proto)
+        _constants_as_initializers(proto)
         _int32_bias(proto)
         _float_weights_of_float_ops(proto)
         _prune_unused(proto)

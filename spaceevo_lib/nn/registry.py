@@ -17,8 +17,8 @@ cost       :meth:`BlockType.cost`                      ``spaceevo_lib.predictor.
                                                        latency predictor's analytic features)
 keras      ``export.keras.to_keras(static module)``    the static module, traced (no per-code
                                                        code)
-quantized  ``quant.quantize_model(static module)``     the static module, LSQ+ quantizers swapped
-                                                       in by module type (no per-code code)
+quantized  ``quant.quantize_model(static module)``     the static module traced, LSQ+ quantizers
+                                                       placed by op type (no per-code code)
 ========== =========================================== ==========================================
 
 The implementations are named by import path and imported on first use, so this module

@@ -319,18 +319,23 @@ def throughput_table(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def optimized_graph_table(files: dict) -> pd.DataFrame:
-    """Operators of the graph onnxruntime runs for each learned-scale file, beside the Conv
-    count of the file: integer kernels (QLinear*) and what stays in float."""
+    """Operators of the graph onnxruntime runs for each ONNX INT8 file (learned-scale and
+    post-training), beside the file's Conv count: integer kernels (QLinear*, QGemm) and what
+    stays in float."""
     from ..export.onnx import graph_ops, optimized_ops
     rows = []
     for net, ds in files.items():
         for d in ds:
-            if d.route != "ort-lsq-qdq":
+            if Path(d.int8_path).suffix != ".onnx":
                 continue
             ops = optimized_ops(d.int8_path)
-            rows.append({"network": net, "Conv in the file": graph_ops(d.int8_path)["Conv"],
-                         **{f"{k} (run)": v for k, v in sorted(ops.items())}})
-    return pd.DataFrame(rows).fillna(0)
+            convs = graph_ops(d.fp32_path).get("Conv", 0)
+            rows.append({"network": net, "file": d.route, "Conv in the network": convs,
+                         **dict(sorted(ops.items()))})
+    cols = ["network", "file", "Conv in the network"]
+    out = pd.DataFrame(rows).fillna(0)
+    rest = sorted(c for c in out.columns if c not in cols)
+    return out[cols + rest].astype({c: int for c in rest})
 
 
 def metadata_table(files: dict) -> pd.DataFrame:
