@@ -207,6 +207,18 @@ def _constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     return out
 
 
+def _qparams(node: onnx.NodeProto, consts: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A (De)QuantizeLinear node's constant input, scale and zero point, the per-axis ones
+    shaped to broadcast against the input."""
+    x, s, zp = (consts[i] for i in node.input)
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    if s.ndim == 1 and x.ndim > 1:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        s, zp = s.reshape(shape), zp.reshape(shape)
+    return x, s, zp
+
+
 def _fold_constant_quantize(proto: onnx.ModelProto) -> int:
     """QuantizeLinear of an initializer -> the quantized initializer itself (int8 weights
     stored as such, so that onnxruntime sees DequantizeLinear(int8) -> Conv). Rounds half to
@@ -217,12 +229,7 @@ def _fold_constant_quantize(proto: onnx.ModelProto) -> int:
     for node in list(proto.graph.node):
         if node.op_type != "QuantizeLinear" or not all(i in consts for i in node.input):
             continue
-        x, s, zp = (consts[i] for i in node.input)
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        if s.ndim == 1 and x.ndim > 1:
-            shape = [1] * x.ndim
-            shape[axis] = -1
-            s, zp = s.reshape(shape), zp.reshape(shape)
+        x, s, zp = _qparams(node, consts)
         info = np.iinfo(zp.dtype)
         q = np.clip(np.rint(x / s) + zp.astype(np.int64), info.min, info.max).astype(zp.dtype)
         proto.graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
@@ -291,12 +298,7 @@ def _float_weights_of_float_ops(proto: onnx.ModelProto) -> int:
         if (dx is not None and dx.op_type == "DequantizeLinear") or dw is None \
                 or dw.op_type != "DequantizeLinear" or not all(i in consts for i in dw.input):
             continue
-        q, sc, zp = (consts[i] for i in dw.input)
-        axis = next((a.i for a in dw.attribute if a.name == "axis"), 1)
-        if sc.ndim == 1 and q.ndim > 1:
-            shape = [1] * q.ndim
-            shape[axis] = -1
-            sc, zp = sc.reshape(shape), zp.reshape(shape)
+        q, sc, zp = _qparams(dw, consts)
         w = ((q.astype(np.float32) - zp.astype(np.float32)) * sc).astype(np.float32)
         name = f"{node.input[1]}_float"
         proto.graph.initializer.append(numpy_helper.from_array(w, name))
