@@ -40,11 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     lab.add_argument("--no-browser", action="store_true")
     lab.add_argument("--token", default=None, help="server token (default: JupyterLab's)")
     t = sub.add_parser("train", help="train one network on Imagenette (torchrun-ready)")
-    t.add_argument("name", help="a torchvision model name or '<space>:<subnet>' encodings")
+    t.add_argument("name", help="'teacher', a torchvision model name or '<space>:<subnet>' "
+                   "encodings")
     t.add_argument("--out", default=None, help="run folder (default: runs/train/<name>)")
     t.add_argument("--resolution", type=int, default=32, help="Imagenette side: 32 or 64")
     t.add_argument("-o", nargs=2, action="append", default=[], metavar=("OPTION", "VALUE"),
                    help="a training option of spaceevo_lib.train.TrainConfig")
+    t.add_argument("--lsq", action="store_true",
+                   help="then fine-tune with LSQ+ (INT8), as the chapter 'Training in INT8'")
+    t.add_argument("-l", nargs=2, action="append", default=[], metavar=("OPTION", "VALUE"),
+                   help="an LSQ+ fine-tuning option (TrainConfig; default lr 0.005, no warm-up)")
     args = ap.parse_args(argv)
 
     from . import book
@@ -103,8 +108,9 @@ def _train(args) -> int:
     from .train.run import main as train_main
     out = args.out or str(runs_dir() / "train" / args.name.replace(":", "_").replace("/", "_"))
     try:
+        lsq = ({k: parse_cli_value(v) for k, v in args.l} if args.lsq or args.l else None)
         return train_main(args.name, out, {k: parse_cli_value(v) for k, v in args.o},
-                          args.resolution)
+                          args.resolution, lsq)
     except (ValueError, KeyError, CheckpointError) as e:
         print(f"spaceevo train: error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import torch
 from spaceevo_lib.quant.deploy import (Preprocessing, evaluate_file, read_preprocessing,
                                        write_onnx_metadata)
 from spaceevo_lib.train import int8
+from spaceevo_lib.train.data import load_training_data
 
 
 def test_teacher_is_a_training_scale_subnet_with_the_hyperspace_strides():
@@ -93,7 +94,7 @@ def test_imagenet_data_for_the_paper_profile(tmp_path, monkeypatch):
     _tiny_folder(tmp_path)
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     cfg = TrainConfig(epochs=1, warmup_epochs=0.0, batch_size=2, valid_size=2)
-    d = int8.load_data(32, cfg, calibration_images=3, dataset="imagenet")
+    d = load_training_data(32, cfg, calibration_images=3, dataset="imagenet")
     assert d.x_test.shape == (6, 32, 32, 3) and d.x_test.dtype == np.uint8
     assert d.calibration.shape == (3, 3, 32, 32) and d.n_classes == 2
     assert d.preprocessing.resize == round(32 / 0.875)
@@ -101,4 +102,4 @@ def test_imagenet_data_for_the_paper_profile(tmp_path, monkeypatch):
     x, y = next(iter(d.loaders["train"]))
     assert tuple(x.shape) == (2, 3, 32, 32)
     with pytest.raises(ValueError, match="dataset must be"):
-        int8.load_data(32, cfg, dataset="cifar")
+        load_training_data(32, cfg, dataset="cifar")

@@ -36,6 +36,25 @@ def test_train_writes_metrics_result_and_a_resumable_checkpoint(tmp_path, capsys
     assert json.loads((out / "result.json").read_text())["test"] == result["test"]
 
 
+def test_unknown_lsq_option_stops_before_any_work(tmp_path, capsys):
+    assert main(["train", "mobilenet_v3_small", "--out", str(tmp_path), "--lsq",
+                 "-l", "epochz", "1"]) == 2
+    assert "unknown training option(s) 'epochz'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_train_then_lsq_fine_tuning(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "mobilenet_v3_small", "--out", str(out), *QUICK, "--lsq",
+                 "-l", "epochs", "1"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert 0 <= result["lsq"]["test"]["top1"] <= 100 and (out / "lsq.pt").exists()
+    assert result["lsq"]["config"]["train_images"] == 64  # the FP32 run's data settings
+    metrics = (out / "metrics.csv").read_text()
+    assert "lsq+" in metrics and "fp32" in metrics
+
+
 @pytest.mark.slow
 def test_the_same_command_runs_under_torchrun(tmp_path):
     out = tmp_path / "ddp"

@@ -258,7 +258,7 @@ class OrtVnniDevice(Device):
 
     def compile(self, module, input_shape_nchw, calibration_nchw, workdir, threads=1):
         self.require()
-        from ..export.onnx import OrtRunner, export_onnx, quantize_onnx
+        from ..export.onnx import export_onnx, quantize_onnx
         workdir = Path(workdir)
         fp32 = export_onnx(module, input_shape_nchw, workdir / f"{self.name}.fp32.onnx",
                            opset=self.opset)
@@ -346,7 +346,7 @@ class TFLiteDevice(Device):
     def compile(self, module, input_shape_nchw, calibration_nchw, workdir, threads=1):
         self.require()
         from ..export.keras import to_keras
-        from ..export.tflite import TFLiteRunner, convert_tflite
+        from ..export.tflite import convert_tflite
         workdir = Path(workdir)
         calib = np.ascontiguousarray(np.asarray(calibration_nchw, np.float32)
                                      .transpose(0, 2, 3, 1))

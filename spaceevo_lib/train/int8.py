@@ -9,13 +9,12 @@ scale, where post-training INT8 is known to hurt (SE, Hardswish).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .config import TrainConfig
+from .data import TrainingData
 
 #: The teacher: EfficientNetV2's layout (Fused-MBConv with SE in the high-resolution stages 1-3,
 #: MBConv with SE in stages 4-6, swish, 3x3 kernels) inside the training-scale mobilew
@@ -49,121 +48,10 @@ def teacher_network(hyperspace: str = "mobilew-train", n_classes: int | None = N
     return build_subnet(space, sub, n_classes=n_classes)
 
 
-def build(name: str, resolution: int, n_classes: int, hyperspace: str = "mobilew-train"):
-    """``teacher`` (in ``hyperspace``) or a torchvision baseline (stem stride 1 at 32 px, the
-    training scale's rule); returns (model, architecture string for its checkpoints)."""
-    if name == "teacher":
-        m = teacher_network(hyperspace, n_classes=n_classes)
-        return m, f"teacher/{m.space.encode()}:{m.subnet.encode()}"
-    from .run import build_network
-    return build_network(name, resolution, n_classes)
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@dataclass
-class Int8Data:
-    """Loaders (train / valid / test), the raw test images for the deployed files, calibration
-    images (normalised NCHW, from the training split) and the files' preprocessing."""
-
-    loaders: dict
-    x_test: np.ndarray  # (N, H, W, 3) uint8
-    y_test: np.ndarray
-    calibration: np.ndarray  # (N, 3, H, W) float32
-    preprocessing: object  # quant.deploy.Preprocessing
-    n_classes: int
-
-
-def load_data(resolution: int, cfg: TrainConfig, test_images: int = 0,
-              calibration_images: int = 100, dataset: str = "imagenette") -> Int8Data:
-    """Training, held-out and test data: ``cfg.valid_size`` training images held out for
-    model selection, ``cfg.train_images`` (0: all the rest) to train on, the test split (or a
-    seeded ``test_images`` subset) for the final numbers only. ``dataset``: ``imagenette``
-    (the study's 32/64-px files) or ``imagenet`` (the paper profile: a user-supplied
-    ImageFolder, see :mod:`spaceevo_lib.data.imagenet`)."""
-    if dataset == "imagenet":
-        return _load_imagenet(resolution, cfg, test_images, calibration_images)
-    if dataset != "imagenette":
-        raise ValueError(f"dataset must be 'imagenette' or 'imagenet'; got {dataset!r}")
-    import torch
-    from torch.utils.data import DataLoader
-
-    from ..data.imagenette import (ImagenetteDataset, load_imagenette, normalization,
-                                   split_train, subset)
-    from ..quant.deploy import Preprocessing
-    from .engine import train_loader
-    data = load_imagenette(resolution)
-    mean, std = normalization(data, "imagenet")
-    train_idx, valid_idx = split_train(len(data.x_train), cfg.valid_size, cfg.seed)
-    if cfg.train_images:
-        train_idx = subset(train_idx, train_idx, cfg.train_images, cfg.seed)[0]
-    x_test, y_test = data.x_test, data.y_test
-    if test_images:
-        x_test, y_test = subset(x_test, y_test, test_images, cfg.seed)
-    ds = lambda x, y, aug: ImagenetteDataset(x, y, aug, (mean, std))  # noqa: E731
-    loaders = {"train": train_loader(ds(data.x_train[train_idx], data.y_train[train_idx],
-                                        cfg.augment), cfg.batch_size, cfg.seed),
-               "test": DataLoader(ds(x_test, y_test, "none"), batch_size=256)}
-    if cfg.valid_size:
-        loaders["valid"] = DataLoader(ds(data.x_train[valid_idx], data.y_train[valid_idx],
-                                         "none"), batch_size=256)
-    cal_idx = subset(train_idx, train_idx, min(calibration_images, len(train_idx)),
-                     cfg.seed + 1)[0]
-    cal_ds = ds(data.x_train[cal_idx], data.y_train[cal_idx], "none")
-    cal = torch.stack([cal_ds[i][0] for i in range(len(cal_ds))]).numpy()
-    pre = Preprocessing("NCHW", (resolution, resolution), tuple(mean), tuple(std),
-                        classes=tuple(data.classes))
-    return Int8Data(loaders, x_test, y_test, cal, pre, len(data.classes))
-
-
-def _load_imagenet(resolution: int, cfg: TrainConfig, test_images: int,
-                   calibration_images: int) -> Int8Data:
-    """ImageNet (paper profile): train/val ImageFolders with the paper's transforms; the test
-    images for the deployed files are the val images resized and centre-cropped as uint8
-    (``resize`` in their preprocessing metadata). Written for the paper profile, exercised by
-    the tests on a tiny generated folder only."""
-    import torch
-    from torch.utils.data import DataLoader, Subset
-    from torchvision.transforms import v2
-
-    from ..data.imagenet import load_imagenet
-    from ..data.imagenette import IMAGENET_MEAN, IMAGENET_STD, split_train
-    from ..quant.deploy import Preprocessing
-    from .engine import train_loader
-    train_all, test = load_imagenet("train", resolution), load_imagenet("val", resolution)
-    train_idx, valid_idx = split_train(len(train_all), cfg.valid_size, cfg.seed)
-    if cfg.train_images:
-        train_idx = np.sort(np.random.default_rng(cfg.seed).permutation(train_idx)
-                            [:cfg.train_images])
-    plain = load_imagenet("train", resolution)
-    plain.transform = test.transform  # held-out and calibration images: no augmentation
-    loaders = {"train": train_loader(Subset(train_all, train_idx.tolist()), cfg.batch_size,
-                                     cfg.seed)}
-    if cfg.valid_size:
-        loaders["valid"] = DataLoader(Subset(plain, valid_idx.tolist()), batch_size=256)
-    test_idx = np.arange(len(test))
-    if test_images:
-        test_idx = np.sort(np.random.default_rng(cfg.seed).permutation(test_idx)[:test_images])
-    loaders["test"] = DataLoader(Subset(test, test_idx.tolist()), batch_size=256)
-    resize = round(resolution / 0.875)
-    as_uint8 = v2.Compose([v2.ToImage(), v2.Resize(resize, antialias=True),
-                           v2.CenterCrop(resolution)])
-    raw = load_imagenet("val", resolution)
-    raw.transform = as_uint8
-    x_test = np.stack([raw[i][0].permute(1, 2, 0).numpy() for i in test_idx])
-    y_test = np.array([raw.targets[i] for i in test_idx])
-    cal_idx = np.random.default_rng(cfg.seed + 1).permutation(train_idx)[:calibration_images]
-    cal = torch.stack([plain[i][0] for i in cal_idx]).numpy()
-    pre = Preprocessing("NCHW", (resolution, resolution), IMAGENET_MEAN, IMAGENET_STD,
-                        classes=tuple(test.classes), resize=resize)
-    return Int8Data(loaders, x_test, y_test, cal, pre, len(test.classes))
-
-
 # ----------------------------------------------------------------------------- training
 
 
-def train_fp32(model, arch: str, cfg: TrainConfig, data: Int8Data, checkpoint: Path,
+def train_fp32(model, arch: str, cfg: TrainConfig, data: TrainingData, checkpoint: Path,
                progress: bool = True):
     """Train in FP32 (resuming from ``checkpoint``); returns the per-epoch metrics."""
     from .engine import Trainer
@@ -172,7 +60,7 @@ def train_fp32(model, arch: str, cfg: TrainConfig, data: Int8Data, checkpoint: P
     return trainer.fit().assign(phase="fp32")
 
 
-def train_lsq(fp32_model, arch: str, cfg: TrainConfig, data: Int8Data, checkpoint: Path,
+def train_lsq(fp32_model, arch: str, cfg: TrainConfig, data: TrainingData, checkpoint: Path,
               per_channel: bool = True, progress: bool = True):
     """LSQ+ fine-tuning of a trained FP32 network (BN folded, quantizers min-max initialised
     on one batch of calibration images); returns (quantized model, metrics, scales table:
@@ -198,7 +86,7 @@ def train_lsq(fp32_model, arch: str, cfg: TrainConfig, data: Int8Data, checkpoin
 # ----------------------------------------------------------------------------- deployment
 
 
-def deploy_all(name: str, fp32_model, qat_model, data: Int8Data, out_dir: Path,
+def deploy_all(name: str, fp32_model, qat_model, data: TrainingData, out_dir: Path,
                routes=None) -> list:
     """Every deployment route's files for one network (see :mod:`spaceevo_lib.quant.deploy`)."""
     from ..quant.deploy import ROUTES, deploy
@@ -206,7 +94,7 @@ def deploy_all(name: str, fp32_model, qat_model, data: Int8Data, out_dir: Path,
                    out_dir, name) for r in (routes or ROUTES)]
 
 
-def accuracy_table(name: str, fp32_model, qat_model, files: list, data: Int8Data,
+def accuracy_table(name: str, fp32_model, qat_model, files: list, data: TrainingData,
                    run_path: Path) -> pd.DataFrame:
     """Top-1 on the test set: the PyTorch FP32 and fake-quant networks, then every deployed
     INT8 file run by its runtime from the preprocessing in its metadata."""
@@ -225,7 +113,7 @@ def accuracy_table(name: str, fp32_model, qat_model, files: list, data: Int8Data
     return pd.DataFrame(rows)
 
 
-def latency_table(files: list, data: Int8Data, protocol, seed: int = 0,
+def latency_table(files: list, data: TrainingData, protocol, seed: int = 0,
                   progress: bool = False) -> pd.DataFrame:
     """Latency of every deployed INT8 file beside its FP32 partner, on its device."""
     from ..quant.deploy import time_deployed

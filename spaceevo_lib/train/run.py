@@ -3,6 +3,7 @@ split of the training set, reported on the test set. ``spaceevo train`` calls
 :func:`train_network`; under ``torchrun`` every process calls it and rank 0 writes.
 
     spaceevo train mobilenet_v3_small -o epochs 3
+    spaceevo train teacher -o epochs 18 --lsq -l epochs 2      # then LSQ+ fine-tuning
     torchrun --standalone --nproc_per_node=2 -m spaceevo_lib.cli train mobilenet_v3_small
 """
 
@@ -12,14 +13,22 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from .._io import atomic_write, write_json
 from .config import TrainConfig
-from .engine import Trainer, _dist, evaluate, rank, recalibrate_bn, train_loader
+from .engine import Trainer, _dist, evaluate, rank, recalibrate_bn
 
 
-def build_network(name: str, resolution: int, n_classes: int = 10):
-    """A torchvision model by name (stem stride 1 at 32 px, the training scale's rule) or a
-    subnet as ``<space encoding>:<subnet encoding>``; returns (model, architecture string)."""
+def build_network(name: str, resolution: int, n_classes: int = 10,
+                  hyperspace: str = "mobilew-train"):
+    """``teacher`` (the INT8 chapter's, in ``hyperspace``), a subnet as
+    ``<space encoding>:<subnet encoding>``, or a torchvision model by name (stem stride 1 at
+    32 px, the training scale's rule); returns (model, architecture string of its checkpoints)."""
+    if name == "teacher":
+        from .int8 import teacher_network
+        m = teacher_network(hyperspace, n_classes=n_classes)
+        return m, f"teacher/{m.space.encode()}:{m.subnet.encode()}"
     if ":" in name:
         from ..space.build import build_subnet
         space, subnet = name.split(":", 1)
@@ -41,47 +50,48 @@ def init_distributed() -> bool:
 
 
 def train_network(name: str, out_dir: Path | str, cfg: TrainConfig, resolution: int = 32,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, lsq: TrainConfig | None = None) -> dict:
     """Train ``name`` into ``out_dir`` (checkpoint, per-epoch metrics, result JSON); a rerun
-    with the same folder resumes from the checkpoint. Returns the result."""
-    from torch.utils.data import DataLoader
-
-    from ..data.imagenette import (ImagenetteDataset, load_imagenette, normalization,
-                                   split_train, subset)
+    with the same folder resumes from the checkpoint. With ``lsq``, the trained network is then
+    fine-tuned with LSQ+ (INT8) under those settings, as the INT8 chapter does (its own
+    checkpoint ``lsq.pt``, its test top-1 under ``"lsq"``). Returns the result."""
+    from .data import load_training_data
+    from .int8 import train_lsq
     out = Path(out_dir)
-    data = load_imagenette(resolution)  # a missing or corrupt file stops here, clearly
-    ms = normalization(data, "imagenet")
-    train_idx, valid_idx = split_train(len(data.x_train), cfg.valid_size, cfg.seed)
-    if cfg.train_images:  # a seeded subset of the rest
-        train_idx = subset(train_idx, train_idx, cfg.train_images, cfg.seed)[0]
-    train = ImagenetteDataset(data.x_train[train_idx], data.y_train[train_idx], cfg.augment, ms)
-    loaders = {"train": train_loader(train, cfg.batch_size, cfg.seed)}
-    if cfg.valid_size:
-        loaders["valid"] = DataLoader(ImagenetteDataset(data.x_train[valid_idx],
-                                                        data.y_train[valid_idx], "none", ms),
-                                      batch_size=256)
-    test = DataLoader(ImagenetteDataset(data.x_test, data.y_test, "none", ms), batch_size=256)
-    model, arch = build_network(name, resolution, len(data.classes))
+    data = load_training_data(resolution, cfg)  # a missing or corrupt file stops here
+    model, arch = build_network(name, resolution, data.n_classes)
+    loaders = {k: v for k, v in data.loaders.items() if k != "test"}
     trainer = Trainer(model, cfg, loaders, arch=arch, checkpoint=out / "checkpoint.pt",
                       progress=progress)
-    history = trainer.fit()
+    history = trainer.fit().assign(phase="fp32")
     if cfg.bn_recalibration_batches:
         recalibrate_bn(model, loaders["train"], cfg.bn_recalibration_batches)
+    test = data.loaders["test"]
     result = {"network": name, "arch": arch, "resolution": resolution,
               "config": cfg.as_dict(), "epochs": trainer.epoch,
-              "test": evaluate(model, test, len(data.classes)),
+              "test": evaluate(model, test, data.n_classes),
               "valid": evaluate(model, loaders["valid"]) if "valid" in loaders else None}
+    if lsq is not None:
+        q, h, _ = train_lsq(model, arch, lsq, data, out / "lsq.pt", progress=progress)
+        history = pd.concat([history, h], ignore_index=True)
+        result["lsq"] = {"config": lsq.as_dict(), "test": evaluate(q, test, data.n_classes)}
     if rank() == 0:
         atomic_write(out / "metrics.csv", lambda p: history.to_csv(p, index=False))
         write_json(out / "result.json", result)
     return result
 
 
-def main(name: str, out_dir: str, options: dict, resolution: int = 32) -> int:
+def main(name: str, out_dir: str, options: dict, resolution: int = 32,
+         lsq_options: dict | None = None) -> int:
     cfg = TrainConfig.from_dict(options)  # unknown or bad options stop before any work
+    lsq = None
+    if lsq_options is not None:  # the FP32 run's data settings, then the LSQ+ ones
+        keep = ("batch_size", "train_images", "valid_size", "seed", "augment", "channels_last")
+        lsq = TrainConfig.from_dict({"warmup_epochs": 0.0, "lr": 0.005,
+                                     **{k: getattr(cfg, k) for k in keep}, **lsq_options})
     joined = init_distributed()
     try:
-        result = train_network(name, out_dir, cfg, resolution)
+        result = train_network(name, out_dir, cfg, resolution, lsq=lsq)
         writer = rank() == 0
     finally:
         if joined:
@@ -89,6 +99,9 @@ def main(name: str, out_dir: str, options: dict, resolution: int = 32) -> int:
             torch.distributed.destroy_process_group()
     if writer:
         t = result["test"]
-        print(json.dumps({"network": name, "test_top1": round(t["top1"], 2),
-                          "test_top5": round(t["top5"], 2), "epochs": result["epochs"]}))
+        line = {"network": name, "test_top1": round(t["top1"], 2),
+                "test_top5": round(t["top5"], 2), "epochs": result["epochs"]}
+        if "lsq" in result:
+            line["lsq_test_top1"] = round(result["lsq"]["test"]["top1"], 2)
+        print(json.dumps(line))
     return 0

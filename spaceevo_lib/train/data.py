@@ -1,0 +1,113 @@
+"""The data every training run reads: training, held-out and test loaders, the raw test images
+deployed files are evaluated on, calibration images and the files' preprocessing.
+
+One place for it, so that the notebooks and ``spaceevo train`` (under torchrun too) split,
+augment and normalise the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TrainConfig
+
+
+@dataclass
+class TrainingData:
+    """Loaders (train / valid / test), the raw test images for the deployed files, calibration
+    images (normalised NCHW, from the training split) and the files' preprocessing."""
+
+    loaders: dict
+    x_test: np.ndarray  # (N, H, W, 3) uint8
+    y_test: np.ndarray
+    calibration: np.ndarray  # (N, 3, H, W) float32
+    preprocessing: object  # quant.deploy.Preprocessing
+    n_classes: int
+
+
+def load_training_data(resolution: int, cfg: TrainConfig, test_images: int = 0,
+                       calibration_images: int = 100, dataset: str = "imagenette"
+                       ) -> TrainingData:
+    """Training, held-out and test data: ``cfg.valid_size`` training images held out for
+    model selection, ``cfg.train_images`` (0: all the rest) to train on, the test split (or a
+    seeded ``test_images`` subset) for the final numbers only. ``dataset``: ``imagenette``
+    (the study's 32/64-px files) or ``imagenet`` (the paper profile: a user-supplied
+    ImageFolder, see :mod:`spaceevo_lib.data.imagenet`)."""
+    if dataset == "imagenet":
+        return _load_imagenet(resolution, cfg, test_images, calibration_images)
+    if dataset != "imagenette":
+        raise ValueError(f"dataset must be 'imagenette' or 'imagenet'; got {dataset!r}")
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..data.imagenette import (ImagenetteDataset, load_imagenette, normalization,
+                                   split_train, subset)
+    from ..quant.deploy import Preprocessing
+    from .engine import train_loader
+    data = load_imagenette(resolution)
+    mean, std = normalization(data, "imagenet")
+    train_idx, valid_idx = split_train(len(data.x_train), cfg.valid_size, cfg.seed)
+    if cfg.train_images:
+        train_idx = subset(train_idx, train_idx, cfg.train_images, cfg.seed)[0]
+    x_test, y_test = data.x_test, data.y_test
+    if test_images:
+        x_test, y_test = subset(x_test, y_test, test_images, cfg.seed)
+    ds = lambda x, y, aug: ImagenetteDataset(x, y, aug, (mean, std))  # noqa: E731
+    loaders = {"train": train_loader(ds(data.x_train[train_idx], data.y_train[train_idx],
+                                        cfg.augment), cfg.batch_size, cfg.seed),
+               "test": DataLoader(ds(x_test, y_test, "none"), batch_size=256)}
+    if cfg.valid_size:
+        loaders["valid"] = DataLoader(ds(data.x_train[valid_idx], data.y_train[valid_idx],
+                                         "none"), batch_size=256)
+    cal_idx = subset(train_idx, train_idx, min(calibration_images, len(train_idx)),
+                     cfg.seed + 1)[0]
+    cal_ds = ds(data.x_train[cal_idx], data.y_train[cal_idx], "none")
+    cal = torch.stack([cal_ds[i][0] for i in range(len(cal_ds))]).numpy()
+    pre = Preprocessing("NCHW", (resolution, resolution), tuple(mean), tuple(std),
+                        classes=tuple(data.classes))
+    return TrainingData(loaders, x_test, y_test, cal, pre, len(data.classes))
+
+
+def _load_imagenet(resolution: int, cfg: TrainConfig, test_images: int,
+                   calibration_images: int) -> TrainingData:
+    """ImageNet (paper profile): train/val ImageFolders with the paper's transforms; the test
+    images for the deployed files are the val images resized and centre-cropped as uint8
+    (``resize`` in their preprocessing metadata). Written for the paper profile, exercised by
+    the tests on a tiny generated folder only."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+    from torchvision.transforms import v2
+
+    from ..data.imagenet import load_imagenet
+    from ..data.imagenette import IMAGENET_MEAN, IMAGENET_STD, split_train
+    from ..quant.deploy import Preprocessing
+    from .engine import train_loader
+    train_all, test = load_imagenet("train", resolution), load_imagenet("val", resolution)
+    train_idx, valid_idx = split_train(len(train_all), cfg.valid_size, cfg.seed)
+    if cfg.train_images:
+        train_idx = np.sort(np.random.default_rng(cfg.seed).permutation(train_idx)
+                            [:cfg.train_images])
+    plain = load_imagenet("train", resolution)
+    plain.transform = test.transform  # held-out and calibration images: no augmentation
+    loaders = {"train": train_loader(Subset(train_all, train_idx.tolist()), cfg.batch_size,
+                                     cfg.seed)}
+    if cfg.valid_size:
+        loaders["valid"] = DataLoader(Subset(plain, valid_idx.tolist()), batch_size=256)
+    test_idx = np.arange(len(test))
+    if test_images:
+        test_idx = np.sort(np.random.default_rng(cfg.seed).permutation(test_idx)[:test_images])
+    loaders["test"] = DataLoader(Subset(test, test_idx.tolist()), batch_size=256)
+    resize = round(resolution / 0.875)
+    as_uint8 = v2.Compose([v2.ToImage(), v2.Resize(resize, antialias=True),
+                           v2.CenterCrop(resolution)])
+    raw = load_imagenet("val", resolution)
+    raw.transform = as_uint8
+    x_test = np.stack([raw[i][0].permute(1, 2, 0).numpy() for i in test_idx])
+    y_test = np.array([raw.targets[i] for i in test_idx])
+    cal_idx = np.random.default_rng(cfg.seed + 1).permutation(train_idx)[:calibration_images]
+    cal = torch.stack([plain[i][0] for i in cal_idx]).numpy()
+    pre = Preprocessing("NCHW", (resolution, resolution), IMAGENET_MEAN, IMAGENET_STD,
+                        classes=tuple(test.classes), resize=resize)
+    return TrainingData(loaders, x_test, y_test, cal, pre, len(test.classes))
