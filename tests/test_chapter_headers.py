@@ -9,7 +9,7 @@ import pytest
 from spaceevo_lib.config import chapters
 from spaceevo_lib.settings import project_root
 
-SPECIAL = {"intro", "scorecard"}  # the book's front and back matter
+SPECIAL = {"intro", "course", "scorecard"}  # the book's front and back matter
 HEADER = ("## Overview", "## Prerequisites", "**Time to learn**", "**Needs from earlier chapters**",
           "**Compute**")
 FOOTER = ("## Summary", "## Exercises", "## What's next")
