@@ -55,6 +55,22 @@ def run_chapter(name: str, params: Mapping[str, Any] | None = None,
             os.environ[PROFILE_ENV] = lab_profile
 
 
+#: First line of papermill's injected cell on the rendered page: readers see the chapter's
+#: documented defaults (the parameters cell) and, labelled, what this run was given.
+INJECTED_LABEL = "# This run's parameters, injected by papermill (they override the defaults above)"
+
+
+def _label_injected_parameters(path: Path) -> None:
+    nb = json.loads(Path(path).read_text())
+    for cell in nb["cells"]:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            src = "".join(cell["source"]).splitlines()
+            if src and src[0].strip() == "# Parameters":
+                src = src[1:]
+            cell["source"] = "\n".join([INJECTED_LABEL, *src]) + "\n"
+    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+
+
 def _run_chapter(name, params, root, progress, pm, PapermillExecutionError) -> Path:
     cfg = chapter_config(name, **params)  # stops on a bad parameter before any work
     src, dst = source_notebook(name), executed_notebook(name, root)
@@ -63,6 +79,7 @@ def _run_chapter(name, params, root, progress, pm, PapermillExecutionError) -> P
         try:
             pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name="python3",
                                 progress_bar=progress, cwd=str(src.parent))
+            _label_injected_parameters(tmp)
         except PapermillExecutionError as e:
             failed = (root or project_root()) / "_build" / "failed" / src.name
             failed.parent.mkdir(parents=True, exist_ok=True)

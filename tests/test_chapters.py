@@ -35,6 +35,17 @@ def test_every_chapter_writes_a_valid_summary(smoke_book):
                 assert (smoke_book / "runs" / "smoke" / name / r["artifact"]).is_file()
 
 
+def test_the_injected_parameters_cell_is_shown_once_and_labelled(smoke_book):
+    from spaceevo_lib.book import INJECTED_LABEL
+    for ch in chapters().values():
+        nb = json.loads((smoke_book / "book" / "chapters" / ch.notebook).read_text())
+        injected = [c for c in nb["cells"]
+                    if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(injected) == 1, ch.notebook
+        src = "".join(injected[0]["source"])
+        assert src.startswith(INJECTED_LABEL) and 'profile = "smoke"' in src
+
+
 def test_no_page_shows_a_stray_return_value(smoke_book):
     """A cell's last expression is displayed: paths and run-store handles returned by
     bookkeeping calls must not reach the reader (nor the builder's absolute paths)."""
