@@ -283,6 +283,88 @@ def _constants_as_initializers(proto: onnx.ModelProto) -> None:
             proto.graph.node.remove(n)
 
 
+_POINTWISE = {"QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "HardSigmoid", "Sigmoid",
+              "HardSwish", "Mul", "Add", "Identity", "Dropout"}
+
+
+def _pooled_gemm_as_conv(proto: onnx.ModelProto) -> int:
+    """``Flatten`` of a (N, C, 1, 1) pooled tensor followed by Linear layers -> 1x1 ``Conv``
+    layers on the 4-D tensor and one ``Flatten`` at the output. The same arithmetic, but a
+    Linear after a Flatten has a float input (the Flatten sits between DequantizeLinear and
+    Gemm) and onnxruntime runs it as a float Gemm; as a 1x1 Conv fed by DequantizeLinear it
+    becomes a QLinearConv. Only chains of point-wise ops and Gemms (transB=1, alpha=beta=1) up
+    to the graph output are rewritten; anything else leaves the graph as it was."""
+    from onnx import numpy_helper
+    shapes = onnx.shape_inference.infer_shapes(proto)
+    dims = {v.name: [d.dim_value if d.HasField("dim_value") else None
+                     for d in v.type.tensor_type.shape.dim]
+            for v in list(shapes.graph.value_info) + list(shapes.graph.input)}
+    consumers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in proto.graph.output}
+    inits = {i.name: i for i in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    done = 0
+    for flat in [n for n in proto.graph.node if n.op_type == "Flatten"]:
+        shape = dims.get(flat.input[0])
+        if shape is None or len(shape) != 4 or shape[2:] != [1, 1]:
+            continue
+        chain, gemms, ends, todo, ok = [], [], [], [flat.output[0]], True
+        while todo and ok:
+            t = todo.pop()
+            if t in outputs:
+                ends.append(t)
+            for n in consumers.get(t, []):
+                if n in chain:
+                    continue
+                if n.op_type == "Gemm":
+                    attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+                    ok = (n.input[0] == t and attrs.get("transB", 0) == 1
+                          and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+                          and attrs.get("transA", 0) == 0)
+                    gemms.append(n)
+                elif n.op_type not in _POINTWISE:
+                    ok = False
+                chain.append(n)
+                todo.extend(n.output)
+        if not ok or not gemms or not ends:
+            continue
+        for g in gemms:  # weight: an initializer, directly or behind a DequantizeLinear
+            w_name = g.input[1]
+            dq = producer.get(w_name)
+            if dq is not None and dq.op_type == "DequantizeLinear":
+                w_name = dq.input[0]
+            if w_name not in inits:
+                ok = False
+        if not ok:
+            continue
+        for g in gemms:
+            w_name = g.input[1]
+            dq = producer.get(w_name)
+            if dq is not None and dq.op_type == "DequantizeLinear":
+                w_name = dq.input[0]
+            w = numpy_helper.to_array(inits[w_name])
+            inits[w_name].CopyFrom(numpy_helper.from_array(w.reshape(*w.shape, 1, 1), w_name))
+            g.op_type = "Conv"
+            del g.attribute[:]
+        for n in chain:  # Dropout etc. keep their inputs; only Flatten goes
+            n.input[:] = [flat.input[0] if i == flat.output[0] else i for i in n.input]
+        for end in ends:
+            src = producer[end]
+            src.output[:] = [f"{end}_nchw" if o == end else o for o in src.output]
+            for n in consumers.get(end, []):
+                n.input[:] = [f"{end}_nchw" if i == end else i for i in n.input]
+            proto.graph.node.append(helper.make_node("Flatten", [f"{end}_nchw"], [end],
+                                                     name=f"{end}_flatten", axis=1))
+        proto.graph.node.remove(flat)
+        done += 1
+    if done:
+        del proto.graph.value_info[:]
+    return done
+
+
 def _float_weights_of_float_ops(proto: onnx.ModelProto) -> int:
     """A Conv or Gemm whose *input* is float (no DequantizeLinear before it, e.g. a Linear after
     a Flatten) stays a float kernel in onnxruntime, which would dequantize its int8 weight on
@@ -355,6 +437,7 @@ def export_qdq(qmodel: torch.nn.Module, input_shape_nchw: Sequence[int], path: P
         proto = onnx.load(str(tmp))
         _fold_constant_quantize(proto)
         _constants_as_initializers(proto)
+        _pooled_gemm_as_conv(proto)
         _int32_bias(proto)
         _float_weights_of_float_ops(proto)
         _prune_unused(proto)
