@@ -11,27 +11,15 @@ exits non-zero when a target is missed. Not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
+from _chapter import run_chapter
+
 TARGET_S = {"smoke": 120, "default": 900}
-
-
-def run_chapter(profile: str, runs_dir: Path) -> tuple[float, Path]:
-    os.environ["SPACEEVO_RUNS_DIR"] = str(runs_dir)
-    from spaceevo_lib import book
-    with tempfile.TemporaryDirectory() as root:
-        for rel in ("_config.yml", "_toc.yml"):
-            Path(root, rel).write_text((book.project_root() / rel).read_text())
-        t = time.perf_counter()
-        book.run_chapter("int8", {"profile": profile}, root=Path(root))
-        seconds = time.perf_counter() - t
-    return seconds, runs_dir / profile / "int8"
 
 
 def main() -> int:
@@ -43,7 +31,8 @@ def main() -> int:
     pd.set_option("display.width", 200)
     for profile in args.profiles.split(","):
         with tempfile.TemporaryDirectory() as runs:
-            seconds, out = run_chapter(profile, Path(runs))
+            seconds = run_chapter("int8", profile, Path(runs))
+            out = Path(runs) / profile / "int8"
             hit = seconds <= TARGET_S[profile]
             ok &= hit
             print(f"int8 chapter, profile {profile}: {seconds:.0f} s (target "

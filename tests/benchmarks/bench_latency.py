@@ -10,27 +10,15 @@ timings belong in benchmarks, not in timed tests.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
+from _chapter import run_chapter
+
 TARGET_S = {"smoke": 180, "default": 480}
-
-
-def run_chapter(profile: str, runs_dir: Path) -> tuple[float, pd.DataFrame]:
-    os.environ["SPACEEVO_RUNS_DIR"] = str(runs_dir)
-    from spaceevo_lib import book
-    with tempfile.TemporaryDirectory() as root:
-        for rel in ("_config.yml", "_toc.yml"):
-            Path(root, rel).write_text((book.project_root() / rel).read_text())
-        t = time.perf_counter()
-        book.run_chapter("latency", {"profile": profile}, root=Path(root))
-        seconds = time.perf_counter() - t
-    return seconds, pd.read_parquet(runs_dir / profile / "latency" / "measurements.parquet")
 
 
 def repeatability(a: pd.DataFrame, b: pd.DataFrame, tol: float = 0.10) -> float:
@@ -50,7 +38,8 @@ def main() -> int:
         tables = []
         for i in range(args.repeat if profile == "default" else 1):
             with tempfile.TemporaryDirectory() as runs:
-                seconds, table = run_chapter(profile, Path(runs))
+                seconds = run_chapter("latency", profile, Path(runs))
+                table = pd.read_parquet(Path(runs) / profile / "latency" / "measurements.parquet")
             tables.append(table)
             hit = seconds <= TARGET_S[profile]
             ok &= hit

@@ -18,21 +18,11 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _chapter import run_chapter
+
 TARGET_MIN = {"smoke": 3, "default": 15}
-
-
-def run_chapter(profile: str, runs_dir: Path) -> float:
-    os.environ["SPACEEVO_RUNS_DIR"] = str(runs_dir)
-    from spaceevo_lib import book
-    with tempfile.TemporaryDirectory() as root:
-        for rel in ("_config.yml", "_toc.yml"):
-            Path(root, rel).write_text((book.project_root() / rel).read_text())
-        t = time.perf_counter()
-        book.run_chapter("predictor", {"profile": profile}, root=Path(root))
-        return time.perf_counter() - t
 
 
 def report(profile: str, seconds: float | None) -> bool:
@@ -75,12 +65,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--existing", action="store_true", help="read the last run, do not run")
+    ap.add_argument("--runs-dir", help="run in this runs folder and keep it (default: a "
+                    "temporary one); it must be empty for a first-run time")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.existing:
         return 0 if report(args.profile, None) else 1
+    if args.runs_dir:
+        runs = Path(args.runs_dir)
+        if runs.exists() and any(runs.iterdir()):
+            ap.error(f"--runs-dir {runs} is not empty: a first run needs an empty folder")
+        runs.mkdir(parents=True, exist_ok=True)
+        seconds = run_chapter("predictor", args.profile, runs)
+        return 0 if report(args.profile, seconds) else 1
     with tempfile.TemporaryDirectory() as runs:
-        seconds = run_chapter(args.profile, Path(runs))
+        seconds = run_chapter("predictor", args.profile, Path(runs))
         return 0 if report(args.profile, seconds) else 1
 
 

@@ -1,0 +1,22 @@
+"""What every chapter benchmark does first: execute one chapter with papermill, as the book
+does, into a given runs folder, and return the wall time."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_chapter(name: str, profile: str, runs_dir: Path, **params) -> float:
+    """Execute chapter ``name`` at ``profile`` (``params`` override single parameters) with
+    ``runs_dir`` as the artifact store, in a scratch book folder; seconds of wall time."""
+    os.environ["SPACEEVO_RUNS_DIR"] = str(runs_dir)
+    from spaceevo_lib import book
+    with tempfile.TemporaryDirectory() as root:
+        for rel in ("_config.yml", "_toc.yml"):
+            Path(root, rel).write_text((book.project_root() / rel).read_text())
+        t = time.perf_counter()
+        book.run_chapter(name, {"profile": profile, **params}, root=Path(root))
+        return time.perf_counter() - t
