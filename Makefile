@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LAB_PROFILE ?= smoke
 
-.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor bench-int8
+.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor bench-int8 bench-blockkd
 
 venv: $(VENV)/.installed
 
@@ -55,3 +55,6 @@ bench-predictor: venv
 
 bench-int8: venv
 	$(BIN)/python tests/benchmarks/bench_int8.py
+
+bench-blockkd: venv
+	$(BIN)/python tests/benchmarks/bench_blockkd.py

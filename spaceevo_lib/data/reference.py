@@ -72,25 +72,39 @@ def lut_files(hyperspace: str, root: Path | None = None) -> list[str]:
 
 
 def load_lut(hyperspace: str, stage: int, block: int, window: int, root: Path | None = None):
-    """One published LUT ``stage{stage}_{block}_{window}.csv`` as a DataFrame.
-
-    Columns: ``arch`` (``k#w#e`` per block joined by ``_``), ``depth``, ``cin``, ``hw`` (stage
-    input height), ``resolution`` (network input), ``nsr``, ``mflops``, ``mparams``,
-    ``latency_ms`` (INT8; measured on the VNNI CPU for onnxw, predicted for Pixel 4 mobilew).
-    """
-    import pandas as pd
+    """One published LUT ``stage{stage}_{block}_{window}.csv`` as a DataFrame
+    (:func:`read_lut_csv`; latency measured on the VNNI CPU for onnxw, predicted for the
+    Pixel 4 for mobilew)."""
     rel = f"block_lut/{hyperspace}/stage{stage}_{block}_{window}.csv"
     if rel not in manifest()["files"]:
         raise KeyError(f"no published LUT {rel}; see lut_files({hyperspace!r})")
-    path = reference_file(rel, root)
-    df = pd.read_csv(path, header=None, names=list(LUT_COLUMNS))
+    return read_lut_csv(reference_file(rel, root), _STRIDE_BEFORE[stage])
+
+
+def read_lut_csv(path: Path, stride_before: int):
+    """A LUT file in the published row format (no header; one sub-stage per row:
+    ``arch, 1xCINxHxW, nsr, MFLOPs, Mparams, INT8 ms``) as a DataFrame with columns ``arch``
+    (``k#w#e`` per block joined by ``_``), ``depth``, ``cin``, ``hw`` (stage input side),
+    ``resolution`` (network input), ``nsr``, ``mflops``, ``mparams``, ``latency_ms``.
+
+    The published files leave the resolution implicit (``hw`` times the stride before the
+    stage, ``stride_before``); tables this study builds at 24-32 px, where late stages have
+    the same side at several resolutions, add it as a seventh column, which is read when
+    present."""
+    import pandas as pd
+    df = pd.read_csv(path, header=None)
+    if df.shape[1] not in (len(LUT_COLUMNS), len(LUT_COLUMNS) + 1):
+        raise CorruptDataError(f"{path}: {df.shape[1]} columns; expected {LUT_COLUMNS} "
+                               "(and optionally the resolution)")
+    df.columns = list(LUT_COLUMNS) + (["res"] if df.shape[1] > len(LUT_COLUMNS) else [])
     if df.isna().any().any() or len(df) == 0:
         raise CorruptDataError(f"{path}: empty or malformed rows (expected {LUT_COLUMNS})")
     shape = df.pop("input_shape").str.split("x", expand=True).astype(int)
+    res = df.pop("res").astype(int) if "res" in df else shape[2] * stride_before
     df.insert(1, "depth", df["arch"].str.count("_") + 1)
     df.insert(2, "cin", shape[1])
     df.insert(3, "hw", shape[2])
-    df.insert(4, "resolution", shape[2] * _STRIDE_BEFORE[stage])
+    df.insert(4, "resolution", res)
     return df
 
 

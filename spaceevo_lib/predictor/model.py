@@ -334,6 +334,17 @@ class LatencyPredictor:
         # network free
         return np.maximum(x @ np.asarray(self.composition[precision]), 0.1 * x[:, 0])
 
+    def additive_ms(self, parts: Sequence[Sequence[Unit]], precision: str = "int8"
+                    ) -> np.ndarray:
+        """Latency (ms) of network *parts* (e.g. one stage's units), such that the parts of a
+        network add up to its predicted latency: the composition is linear in its terms and
+        every term is a sum over units (only the floor of :meth:`predict_unit_lists` is not
+        additive). The per-stage latency column of the block-wise tables."""
+        self._check_precision(precision)
+        if not len(parts):
+            return np.empty(0)
+        return self.terms(parts, precision) @ np.asarray(self.composition[precision])
+
     # --- persistence
 
     def save(self, folder: Path | str, name: str | None = None) -> Path:

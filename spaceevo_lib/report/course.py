@@ -12,7 +12,7 @@ PIPELINE = (
     ("hyperspace of elastic stages", "space"),
     ("Q-T score + aging evolution over spaces", "qt"),
     ("INT8 training (LSQ+) and deployment", "int8"),
-    ("block-wise INT8 distillation -> own lookup tables", None),
+    ("block-wise INT8 distillation -> own lookup tables", "blockkd"),
     ("quantized-for-all supernet", None),
     ("SEQnet search, Table 1, Figure 1", None),
 )
@@ -37,7 +37,11 @@ SESSIONS = (
     {"session": 5, "title": "Training and deploying INT8",
      "objectives": "fine-tune with LSQ+; deploy one file and measure its accuracy and latency "
                    "from that file",
-     "chapters": ("int8", "scorecard"), "exercises": ("ex-int8-open", "ex-int8-per-tensor")},
+     "chapters": ("int8",), "exercises": ("ex-int8-open", "ex-int8-per-tensor")},
+    {"session": 6, "title": "Designing a space for your hardware",
+     "objectives": "distil stage students block by block in INT8; build lookup tables; "
+                   "evolve a space per device and compare it with hand-designed ones",
+     "chapters": ("blockkd", "scorecard"), "exercises": ("ex-kd-table", "ex-kd-limits")},
 )
 
 #: Assignments that rerun a chapter with papermill parameters.

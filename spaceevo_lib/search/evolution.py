@@ -130,6 +130,22 @@ def _random_space(hs: Hyperspace, rng: np.random.Generator,
     return SpaceChoice(hs.name, b, w)
 
 
+def random_search(hyperspace: Hyperspace | str, score_fn: Callable[[SpaceChoice], float],
+                  n: int, seed: int = 0) -> tuple[SpaceChoice, float]:
+    """The baseline a space search must beat at equal cost: ``n`` distinct uniformly random
+    spaces (blocks and windows) scored by ``score_fn``; returns the best and its score."""
+    hs = as_hyperspace(hyperspace)
+    rng = np.random.default_rng(seed)
+    seen: dict[SpaceChoice, float] = {}
+    limit = min(n, math.prod(len(hs.blocks) * c for c in hs.window_counts))
+    while len(seen) < limit:
+        sp = _random_space(hs, rng, None)
+        if sp not in seen:
+            seen[sp] = float(score_fn(sp))
+    best = max(seen, key=lambda k: seen[k])
+    return best, seen[best]
+
+
 def _other(rng: np.random.Generator, n: int, current: int) -> int:
     """A uniformly random value of 0..n-1 different from ``current``."""
     v = int(rng.integers(n - 1))

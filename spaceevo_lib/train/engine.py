@@ -25,9 +25,12 @@ from .config import TrainConfig
 
 CHECKPOINT_VERSION = 1
 
-#: (model, images, labels, config) -> (loss to back-propagate, logits for the metrics)
-Step = Callable[[nn.Module, torch.Tensor, torch.Tensor, TrainConfig],
-                tuple[torch.Tensor, torch.Tensor]]
+#: (model, inputs, labels, config) -> (loss to back-propagate, logits for the top-1 metric or
+#: None, and optionally a dict of further per-batch metrics, averaged per epoch as
+#: ``train_<name>``; e.g. the sandwich's per-pass losses)
+Step = Callable[[nn.Module, torch.Tensor, torch.Tensor, TrainConfig], tuple]
+#: (model, loader) -> metrics of the held-out split, recorded per epoch as ``valid_<name>``
+Evaluator = Callable[[nn.Module, object], dict]
 
 
 def ce_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
@@ -208,6 +211,7 @@ class Trainer:
     arch: str
     step: Step = ce_step
     checkpoint: Path | None = None
+    evaluator: Evaluator | None = None  # default: top-1 and loss (:func:`evaluate`)
     progress: bool = True
     history: list = field(default_factory=list)
 
@@ -270,14 +274,17 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
         loss_sum, hits, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        extra_sum: dict[str, float] = {}
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
                    disable=not self.progress or rank() != 0)
         lr = self.cfg.lr
         for x, y in bar:
-            if self.cfg.channels_last:
+            if self.cfg.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = self._set_lr()
-            loss, logits = self.step(self.net, x, y, self.cfg)
+            loss, logits, *more = self.step(self.net, x, y, self.cfg)
+            for k, v in (more[0] if more else {}).items():
+                extra_sum[k] = extra_sum.get(k, 0.0) + float(v) * len(y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip_value is not None:
@@ -287,13 +294,17 @@ class Trainer:
             self.optimizer.step()
             self.global_step += 1
             loss_sum += float(loss.detach()) * len(y)
-            hits += int((logits.detach().argmax(1) == y).sum())
+            if logits is not None:
+                hits += int((logits.detach().argmax(1) == y).sum())
             seen += len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{lr:.3g}")
         sec = time.perf_counter() - t0
-        return {"epoch": self.epoch + 1, "lr": lr, "train_loss": loss_sum / max(1, seen),
-                "train_top1": 100.0 * hits / max(1, seen), "seconds": sec,
-                "images_per_s": seen / max(sec, 1e-9)}
+        row = {"epoch": self.epoch + 1, "lr": lr, "train_loss": loss_sum / max(1, seen),
+               "seconds": sec, "images_per_s": seen / max(sec, 1e-9)}
+        if logits is not None:
+            row["train_top1"] = 100.0 * hits / max(1, seen)
+        row.update({f"train_{k}": v / max(1, seen) for k, v in extra_sum.items()})
+        return row
 
     def fit(self, stop_after: int | None = None):
         """Train to ``cfg.epochs`` (or stop after epoch ``stop_after``: a deliberate
@@ -306,8 +317,12 @@ class Trainer:
         while self.epoch < self.cfg.epochs:
             row = self.train_epoch()
             if "valid" in self.loaders:
-                v = evaluate(self.model, self.loaders["valid"])
-                row.update(valid_top1=v["top1"], valid_loss=v["loss"])
+                if self.evaluator is None:
+                    v = evaluate(self.model, self.loaders["valid"])
+                    row.update(valid_top1=v["top1"], valid_loss=v["loss"])
+                else:
+                    row.update({f"valid_{k}": float(v) for k, v in
+                                self.evaluator(self.model, self.loaders["valid"]).items()})
             self.history.append(row)
             self.epoch += 1
             if self.checkpoint is not None:

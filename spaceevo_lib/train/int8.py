@@ -256,3 +256,32 @@ def chapter_glue(results: pd.DataFrame, history: pd.DataFrame, checks: pd.DataFr
                                        "not reached at this budget; the distillation chapter "
                                        "states it beside its students")
     return out
+
+
+# ----------------------------------------------------------------------------- later chapters
+
+
+def load_teachers(profile: str, root: Path | None = None):
+    """The trained teacher of this chapter's run at ``profile``: (FP32 network, LSQ+ INT8
+    network, the run's parameters), rebuilt from the builder and loaded from the checkpoints
+    (``weights_only``). MissingResultError names the chapter to run first."""
+    import json
+
+    from ..quant.prepare import quantize_model
+    from ..store import MissingResultError, Run
+    from .engine import load_checkpoint
+    from .run import build_network
+    run = Run("int8", profile, root)
+    fp32_ckpt, lsq_ckpt = run.path / "teacher-fp32.pt", run.path / "teacher-lsq.pt"
+    if not (fp32_ckpt.is_file() and lsq_ckpt.is_file() and (run.path / "config.json").is_file()):
+        raise MissingResultError(f"no trained teacher in {run.path}: run the chapter 'Training "
+                                 f"in INT8' (spaceevo chapter int8 -p profile {profile}) first")
+    params = json.loads((run.path / "config.json").read_text())["params"]
+    n_classes = 1000 if params.get("dataset") == "imagenet" else 10
+    model, arch = build_network("teacher", params["resolution"], n_classes, params["hyperspace"])
+    model.load_state_dict(load_checkpoint(fp32_ckpt, arch)["model"])
+    model.eval()
+    q = quantize_model(model, per_channel=params["per_channel"])
+    state = load_checkpoint(lsq_ckpt, f"{arch}/lsq{'' if params['per_channel'] else '-per-tensor'}")
+    q.load_state_dict(state["model"])
+    return model, q.eval(), params

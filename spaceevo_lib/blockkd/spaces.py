@@ -1,0 +1,124 @@
+"""This host's search spaces: aging evolution over its own tables, per device.
+
+The Q-T score and the evolution are the Q-T chapter's (:mod:`spaceevo_lib.search`), run on
+the tables of :mod:`.tables` with this host's latency of the non-searched parts and latency
+limits from a stated rule: multiples of the INT8 latency that MobileNetV3-Small's
+post-training file measured on the same device at the same resolution (the chapter "Training
+in INT8"). Every space is then re-scored over several seeds (error bars): the evolved ones
+(one per evolution seed), every uniform space, and the published spaces mapped to this scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..search.evolution import (EvolutionConfig, aging_evolution, describe_spaces, random_search,
+                                uniform_spaces)
+from ..search.qt import QTConfig, QTScorer
+from ..space import SpaceChoice, published_spaces
+from ..space.hyperspace import as_hyperspace
+
+
+def latency_limits(mnv3_int8_ms: float, multiples: Sequence[float]) -> tuple[float, ...]:
+    """The constraints T (ms): ``multiples`` of MobileNetV3-Small's measured INT8 latency."""
+    if not mnv3_int8_ms > 0:
+        raise ValueError(f"MobileNetV3-Small INT8 latency must be > 0 ms; got {mnv3_int8_ms}")
+    return tuple(round(float(m) * mnv3_int8_ms, 4) for m in multiples)
+
+
+def mapped_published(hyperspace: str) -> dict[str, SpaceChoice]:
+    """The paper's published spaces of the base hyperspace, the same blocks and windows in the
+    training-scale one (the scaled hyperspace keeps window counts)."""
+    hs = as_hyperspace(hyperspace)
+    return {f"{label} (published)": SpaceChoice(hs.name, sp.blocks, sp.windows)
+            for label, sp in published_spaces().items() if sp.hyperspace == hs.base}
+
+
+def hand_designed(hyperspace: str) -> dict[str, SpaceChoice]:
+    """Uniform spaces named by their block (the same block in every stage, at the middle
+    window of every stage): "all MBv2Res", "all ResNet", ..."""
+    hs = as_hyperspace(hyperspace)
+    mid = tuple(n // 2 for n in hs.window_counts)
+    return {f"all {b.code}": SpaceChoice(hs.name, (b.index,) * 6, mid) for b in hs.blocks}
+
+
+def evolve_spaces(tables, other_ms: dict, qt: QTConfig, evo: EvolutionConfig,
+                  seeds: Sequence[int]):
+    """Per seed, one aging evolution and, at equal cost (as many spaces scored), one random
+    search; returns (evolution histories, {label: space} of each search's best)."""
+    hs = tables.hyperspace
+    histories, best = [], {}
+    for s in seeds:
+        scorer = QTScorer(tables, other_ms, qt, seed=s)
+        res = aging_evolution(hs, scorer, replace(evo, seed=s))
+        histories.append(res.history.assign(seed=s))
+        best[f"evolved (seed {s})"] = res.best
+        best[f"random search (seed {s})"] = random_search(hs, scorer, len(res.history), s)[0]
+    return pd.concat(histories, ignore_index=True), best
+
+
+def score_all(tables, other_ms: dict, qt: QTConfig, evolved: dict[str, SpaceChoice],
+              noise_seeds: Sequence[int]) -> pd.DataFrame:
+    """Q-T mean and std over ``noise_seeds`` of the searched (evolved, random), hand-designed,
+    uniform and published spaces, one row each (a space listed under two names is scored once per name)."""
+    hs = tables.hyperspace
+    spaces = {**{k: ("evolved" if k.startswith("evolved") else "random", v)
+                 for k, v in evolved.items()},
+              **{k: ("hand-designed", v) for k, v in hand_designed(hs).items()},
+              **{f"uniform {sp.encode()}": ("uniform", sp) for sp in uniform_spaces(hs)},
+              **{k: ("published", v) for k, v in mapped_published(hs).items()}}
+    scorers = [QTScorer(tables, other_ms, qt, seed=1000 + s) for s in noise_seeds]
+    rows = []
+    for label, (kind, sp) in spaces.items():
+        vals = [sc(sp) for sc in scorers]
+        rows.append({"space": label, "kind": kind, "encoding": sp.encode(),
+                     "qt_mean": float(np.mean(vals)), "qt_std": float(np.std(vals, ddof=1))
+                     if len(vals) > 1 else 0.0, "seeds": len(vals)})
+    return (pd.DataFrame(rows).sort_values("qt_mean", ascending=False, kind="stable")
+            .reset_index(drop=True))
+
+
+def decoded(scores: pd.DataFrame, kinds=("evolved", "published", "hand-designed")):
+    """The chosen spaces decoded per stage (``Code(lo-hi)`` per stage)."""
+    pick = scores[scores.kind.isin(kinds)]
+    out = describe_spaces(pick.encoding, pick.qt_mean)
+    return out.assign(space=pick.space.to_numpy(), kind=pick.kind.to_numpy())
+
+
+def stage_blocks(encoding: str) -> list[str]:
+    """The block code of each stage 1..6 of a space."""
+    sp = SpaceChoice.decode(encoding)
+    hs = as_hyperspace(sp.hyperspace)
+    return [hs.block(b).code for b in sp.blocks]
+
+
+def compare_devices(best: dict[str, str]) -> pd.DataFrame:
+    """Stage by stage, the block family each device's evolved space chose (the hyperspaces
+    differ, so blocks are compared by code), and whether they agree."""
+    devices = list(best)
+    codes = {d: stage_blocks(e) for d, e in best.items()}
+    rows = []
+    for i in range(6):
+        row = {"stage": f"stage{i + 1}", **{d: codes[d][i] for d in devices}}
+        row["same block"] = len({codes[d][i] for d in devices}) == 1
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_records(device: str, scores: pd.DataFrame) -> list[dict]:
+    """``qt_best``, ``qt_best_space``, ``qt_uniform_best(_std)`` and ``qt/own-<device>/<enc>``."""
+    from ..store import record
+    tag = f"own-{device}"
+    evo = scores[scores.kind == "evolved"].sort_values("qt_mean", ascending=False)
+    uni = scores[scores.kind == "uniform"].sort_values("qt_mean", ascending=False)
+    out = [record(f"qt_best/{tag}", round(float(evo.qt_mean.iloc[0]), 5), "1/NSR"),
+           record(f"qt_best_space/{tag}", str(evo.encoding.iloc[0]), "encoding"),
+           record(f"qt_uniform_best/{tag}", round(float(uni.qt_mean.iloc[0]), 5), "1/NSR"),
+           record(f"qt_uniform_best_std/{tag}", round(float(uni.qt_std.iloc[0]), 5), "1/NSR")]
+    for enc, g in scores.groupby("encoding", sort=False):
+        out.append(record(f"qt/{tag}/{enc}", round(float(g.qt_mean.iloc[0]), 5), "1/NSR"))
+    return out

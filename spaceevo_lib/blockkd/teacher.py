@@ -1,0 +1,177 @@
+"""The teacher cut at the hyperspace's stage boundaries, and its features as a cached bank.
+
+Block-wise distillation (paper-notes §3.1) trains each stage student on the teacher's input
+and output of the same stage. :func:`stage_boundaries` turns any teacher built from the
+block registry (a static subnet, FP32) or its LSQ+ network (the ``torch.fx`` graph of
+:func:`spaceevo_lib.quant.quantize_model`, INT8) into one module that returns the seven
+boundary tensors ``b0 .. b6``: ``b(i-1)`` is stage i's input, ``b(i)`` its output. The cut is
+made on the traced graph, so the FP32 and the INT8 teacher are split by the same rule: the
+input of the first layer of stage i+1 (of ``final_expand`` after stage6).
+
+:class:`FeatureBank` runs the teacher once per resolution over a fixed set of images and keeps
+every boundary: students then train on indices into the bank, with no teacher forward in
+their loop. The teacher is in eval mode (frozen BN statistics: fixed targets; the reference
+code leaves it in train mode, paper-notes §14 pitfall 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
+
+SEARCHED = tuple(range(1, 7))  # stage1 .. stage6
+
+
+class BlockKDError(ValueError):
+    """A teacher, table or predictor that does not fit the block-wise distillation."""
+
+
+def _first_call_with_prefix(gm: fx.GraphModule, prefix: str) -> fx.Node:
+    for n in gm.graph.nodes:
+        if n.op == "call_module" and n.target.startswith(prefix):
+            return n
+    raise BlockKDError(f"teacher graph has no layer under {prefix!r}: it must be built from "
+                       "the block registry (children first_conv, stage0..stage6, head)")
+
+
+def stage_boundaries(teacher: nn.Module) -> fx.GraphModule:
+    """A module computing the teacher's seven stage-boundary tensors ``(b0, ..., b6)``.
+
+    ``b0`` is stage0's output (stage1's input), ``b6`` stage6's output (the head's input).
+    Works on the FP32 subnet and on its LSQ+ graph alike (the INT8 boundaries are the
+    quantized tensors the next stage reads)."""
+    import copy
+
+    from ..quant.prepare import _trace
+    gm = copy.deepcopy(_trace(teacher))
+    nexts = [f"stage{i + 1}." for i in range(6)] + ["final_expand."]
+    cuts = [_first_call_with_prefix(gm, p).args[0] for p in nexts]
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    out.args = (tuple(cuts),)
+    gm.graph.eliminate_dead_code()
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm.eval()
+
+
+def expected_sides(hs: Hyperspace, resolution: int) -> list[int]:
+    """Side of each boundary b0..b6 for an input of ``resolution`` under ``hs``'s strides."""
+    side, out = resolution, []
+    for name in STAGE_NAMES:
+        side = -(-side // hs.stage(name).stride)
+        if name != "first_conv":
+            out.append(side)
+    return out
+
+
+@torch.no_grad()
+def check_teacher(split: nn.Module, hyperspace: Hyperspace | str, resolution: int
+                  ) -> list[tuple[int, int]]:
+    """(channels, side) of every boundary; BlockKDError when the teacher's strides do not
+    give the hyperspace's feature-map sizes."""
+    hs = as_hyperspace(hyperspace)
+    feats = split(torch.zeros(2, 3, resolution, resolution))
+    got = [(int(f.shape[1]), int(f.shape[-1])) for f in feats]
+    want = expected_sides(hs, resolution)
+    if [s for _, s in got] != want:
+        raise BlockKDError(
+            f"teacher stage strides do not match hyperspace {hs.name!r}: at {resolution} px its "
+            f"stage0..stage6 outputs are {[s for _, s in got]} px, the hyperspace's strides "
+            f"give {want} px; distil from a teacher with the hyperspace's strides")
+    return got
+
+
+def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Images resized (bicubic) to the sampled resolution, as the supernet does."""
+    if x.shape[-1] == resolution:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bicubic",
+                         align_corners=False)
+
+
+@dataclass
+class FeatureBank:
+    """Every stage boundary of one teacher, per resolution, for a fixed set of images.
+
+    ``features[r][j]`` is boundary ``b_j`` (N, C, H, W) at resolution r; images ``0..n_train-1``
+    train the students, the rest are held out (BN re-calibration and NSR of the tables).
+    ``variance[r][j]`` is the teacher's per-channel variance of ``b_j`` over the held-out
+    images and positions: the NSR's normaliser.
+    """
+
+    resolutions: tuple[int, ...]
+    n_train: int
+    features: dict[int, list[torch.Tensor]]
+    variance: dict[int, list[torch.Tensor]]
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, split: nn.Module, images: torch.Tensor, n_train: int,
+              resolutions: tuple[int, ...], batch: int = 256) -> FeatureBank:
+        """Run ``split`` (from :func:`stage_boundaries`) over ``images`` (N, 3, R, R) at each
+        resolution."""
+        if not 0 < n_train < len(images):
+            raise BlockKDError(f"need 0 < n_train < {len(images)} images; got {n_train}")
+        split.eval()
+        feats, var = {}, {}
+        for r in resolutions:
+            parts = [split(resize(images[i:i + batch], r)) for i in range(0, len(images), batch)]
+            feats[r] = [torch.cat([p[j] for p in parts]).contiguous() for j in range(7)]
+            var[r] = [f[n_train:].transpose(0, 1).flatten(1).var(1, unbiased=False)
+                      for f in feats[r]]
+        return cls(tuple(resolutions), n_train, feats, var)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.features[self.resolutions[0]][0])
+
+    def pair(self, stage: int, resolution: int, index: torch.Tensor | slice
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stage input, stage output) of ``stage`` (1..6) for the given images."""
+        f = self.features[resolution]
+        return f[stage - 1][index], f[stage][index]
+
+    def channels(self, stage: int) -> tuple[int, int]:
+        f = self.features[self.resolutions[0]]
+        return int(f[stage - 1].shape[1]), int(f[stage].shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for fs in self.features.values() for t in fs)
+
+    def memory_mb(self) -> float:
+        return self.nbytes / 2 ** 20
+
+
+def nsr(student: torch.Tensor, teacher: torch.Tensor, variance: torch.Tensor,
+        eps: float = 1e-8) -> torch.Tensor:
+    """Noise-to-signal ratio: the squared error per channel, averaged over images and
+    positions, divided by the **teacher's** variance of that channel over the held-out images
+    and positions, then averaged over channels.
+
+    Why this normalisation: the reference divides by the *student's* variance over height and
+    width of each image (paper-notes §3.3), which is undefined on 1x1 maps and rewards a student
+    that inflates its own variance; the teacher's per-channel variance (DONNA's choice, over
+    batch and space) is one fixed number per channel, so the NSR of two sub-stages is a
+    comparison of their errors alone. 1.0 means "as far off as predicting the channel mean"."""
+    if student.shape != teacher.shape:
+        raise BlockKDError(f"student output {tuple(student.shape)} does not match the "
+                           f"teacher's {tuple(teacher.shape)}")
+    err = (student - teacher).pow(2).mean(dim=(0, 2, 3))
+    return (err / (variance + eps)).mean()
+
+
+def split_images(x: np.ndarray, n_train: int, n_held: int, seed: int) -> np.ndarray:
+    """A seeded choice of ``n_train + n_held`` distinct images (training then held-out)."""
+    if n_train + n_held > len(x):
+        raise BlockKDError(f"asked for {n_train} + {n_held} images; the training split has "
+                           f"{len(x)}")
+    idx = np.random.default_rng(seed).permutation(len(x))[:n_train + n_held]
+    return x[idx]

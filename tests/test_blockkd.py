@@ -1,0 +1,249 @@
+"""Block-wise distillation: the teacher cut, the NSR, the stage students and their resumable
+training, the lookup-table format, own spaces and the chapter's verdict rules."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from spaceevo_lib.blockkd import (BlockKDError, FeatureBank, StageStudent, nsr,
+                                  stage_boundaries, verdicts)
+from spaceevo_lib.blockkd import run as kd
+from spaceevo_lib.blockkd import spaces as own
+from spaceevo_lib.blockkd import tables as luts
+from spaceevo_lib.blockkd.students import SubStage, initialise_quantizers, train_student
+from spaceevo_lib.blockkd.teacher import check_teacher
+from spaceevo_lib.data.reference import read_lut_csv
+from spaceevo_lib.quant.elastic import QDynamicConv2d, quantize_elastic
+from spaceevo_lib.train.config import TrainConfig
+from spaceevo_lib.train.int8 import teacher_network
+from spaceevo_lib.train.sandwich import sandwich_loss
+
+RES = (24, 28, 32)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    torch.manual_seed(0)
+    return teacher_network("mobilew-train", n_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def bank(teacher):
+    torch.manual_seed(1)
+    x = torch.randn(48, 3, 32, 32)
+    return FeatureBank.build(stage_boundaries(teacher), x, n_train=32, resolutions=RES)
+
+
+def test_teacher_split_features_equal_the_whole_teachers_forward(teacher):
+    split = stage_boundaries(teacher)
+    x = torch.randn(4, 3, 32, 32)
+    assert kd.split_agreement(teacher, split, x) == 0.0
+    # boundary j is what stage j+1 of the teacher reads
+    with torch.no_grad():
+        h = teacher.stage0(teacher.first_conv(x))
+        feats = split(x)
+        assert torch.equal(feats[0], h)
+        assert torch.equal(feats[1], teacher.stage1(h))
+    assert [s for _, s in check_teacher(split, "onnxw-train", 32)] == [32, 16, 8, 4, 4, 2, 2]
+
+
+def test_the_int8_teacher_is_cut_by_the_same_rule(teacher):
+    from spaceevo_lib.quant import quantize_model
+    x = torch.randn(8, 3, 32, 32)
+    q = quantize_model(teacher).train()
+    with torch.no_grad():
+        q(x)
+    q.eval()
+    with torch.no_grad():
+        f32, f8 = stage_boundaries(teacher)(x), stage_boundaries(q)(x)
+    assert [t.shape for t in f32] == [t.shape for t in f8]
+    for a, b in zip(f32, f8):  # the INT8 features are near the FP32 ones, not equal
+        assert not torch.equal(a, b)
+        assert float((a - b).pow(2).mean() / a.var()) < 0.05
+
+
+def test_a_teacher_with_other_strides_is_refused():
+    t = teacher_network("mobilew", n_classes=10).eval()  # paper scale: stem stride 2
+    with pytest.raises(BlockKDError, match="strides do not match hyperspace 'mobilew-train'"):
+        check_teacher(stage_boundaries(t), "mobilew-train", 32)
+
+
+def test_nsr_on_a_hand_computed_example():
+    y = torch.tensor([[[[1.0, 3.0]], [[0.0, 0.0]]]])  # (1, 2, 1, 2)
+    s = torch.tensor([[[[2.0, 3.0]], [[1.0, -1.0]]]])
+    var = torch.tensor([1.0, 4.0])
+    # channel 0: mean((1, 0)^2) / 1 = 0.5; channel 1: mean((1, -1)^2) / 4 = 0.25
+    assert float(nsr(s, y, var)) == pytest.approx((0.5 + 0.25) / 2)
+    assert float(nsr(y, y, var)) == 0.0
+    with pytest.raises(BlockKDError, match="does not match"):
+        nsr(s[:, :1], y, var)
+
+
+def test_bank_holds_every_boundary_and_the_teachers_variance(bank):
+    assert bank.n_images == 48 and bank.resolutions == RES
+    x_in, y_out = bank.pair(3, 32, slice(0, 5))
+    assert x_in.shape[0] == 5 and y_out.shape[-1] == x_in.shape[-1] // 2  # stage3 stride 2
+    held = bank.features[28][4][32:]
+    want = held.transpose(0, 1).flatten(1).var(1, unbiased=False)
+    assert torch.allclose(bank.variance[28][4], want)
+
+
+def test_sandwich_runs_max_min_then_random_and_sums_their_losses(bank):
+    st = StageStudent("onnxw-train", 6, 1, *bank.channels(6), RES)
+    seen = []
+
+    def pass_loss(net, kind, sub):
+        seen.append((kind, sub))
+        return torch.tensor(float(len(seen)))
+    loss, parts = sandwich_loss(st, np.random.default_rng(0), pass_loss, n_random=2)
+    assert [k for k, _ in seen] == ["max", "min", "random", "random"]
+    assert seen[0][1].resolution == 32 and seen[1][1].resolution == 24
+    assert seen[0][1].depth == max(st.stage_spec.depths)
+    assert float(loss) == 10.0 and parts == {"max": 1.0, "min": 2.0, "random": 3.5}
+
+
+def test_student_settings_stay_in_the_hyperspace_and_windows(bank):
+    st = StageStudent("mobilew-train", 4, 2, *bank.channels(4), RES)
+    rng = np.random.default_rng(0)
+    window = st.stage_spec.window(1)
+    for _ in range(20):
+        sub = st.sample_random(rng, window=1)
+        assert all(w in window for _, w, _ in sub.blocks)
+        out = st(bank.pair(4, sub.resolution, slice(0, 2))[0])
+        assert out.shape == bank.pair(4, sub.resolution, slice(0, 2))[1].shape
+    assert SubStage(16, ((3, 24, 4.0), (5, 32, None)), 32).arch == "3#24#4_5#32#0"
+    with pytest.raises(BlockKDError, match="stage must be 1..6"):
+        StageStudent("mobilew-train", 7, 0, 8, 8, RES)
+
+
+def test_elastic_quantization_swaps_every_conv_and_learns_its_scales(bank):
+    st = StageStudent("onnxw-train", 5, 4, *bank.channels(5), RES)
+    q = quantize_elastic(st).train()
+    convs = [m for m in q.modules() if isinstance(m, QDynamicConv2d)]
+    assert convs and len(convs) == sum(1 for m in st.modules()
+                                       if type(m).__name__ == "DynamicConv2d")
+    # every quantizer, also of convs only some settings use (shortcuts), is initialised
+    assert initialise_quantizers(q, bank) == 0
+    assert all(bool(c.input_quantizer.initialized) and bool(c.weight_quantizer.initialized)
+               for c in convs)
+    x, y = bank.pair(5, 32, slice(0, 8))
+    loss = nsr(q(x), y, bank.variance[32][5])
+    loss.backward()
+    assert any(c.input_quantizer.scale.grad is not None and
+               float(c.input_quantizer.scale.grad.abs()) > 0 for c in convs)
+    q.eval()  # and every setting evaluates (no quantizer left uninitialised)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        sub = q.sample_random(rng)
+        with torch.no_grad():
+            q(bank.pair(5, sub.resolution, slice(0, 2))[0])
+
+
+def _cfg(epochs):
+    return TrainConfig(epochs=epochs, batch_size=16, optimizer="adamw", lr=0.005,
+                       warmup_epochs=0.0, valid_size=0, grad_clip_value=1.0,
+                       grad_clip_norm=None, label_smoothing=0.0, augment="none",
+                       channels_last=False)
+
+
+def test_a_killed_block_kd_run_resumes_bit_exact(bank, tmp_path):
+    def fresh():
+        torch.manual_seed(3)
+        return StageStudent("onnxw-train", 6, 3, *bank.channels(6), RES)
+    a = fresh()
+    h_a = train_student(a, bank, _cfg(2), tmp_path / "a.pt", 4, 8)
+    b = fresh()
+    train_student(b, bank, _cfg(2), tmp_path / "b.pt", 4, 8, stop_after=1)  # killed
+    b = fresh()  # a new process rebuilds the student and resumes from the checkpoint
+    h_b = train_student(b, bank, _cfg(2), tmp_path / "b.pt", 4, 8)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    pd.testing.assert_frame_equal(h_a.drop(columns=["seconds", "images_per_s"]),
+                                  h_b.drop(columns=["seconds", "images_per_s"]))
+    assert {"train_nsr_max", "train_nsr_min", "train_nsr_random", "valid_nsr_max"} <= set(h_a)
+
+
+class FakePredictor:
+    """Prices a unit by its MACs (what the tables need of a predictor)."""
+
+    def __init__(self, hyperspace):
+        self.hyperspace, self.name = hyperspace, f"fake@{hyperspace}"
+
+    def additive_ms(self, parts, precision="int8"):
+        from spaceevo_lib.predictor.units import unit_cost
+        return np.array([sum(unit_cost(u)["macs"] for u in p) / 1e6 * 0.01 + 0.001 * len(p)
+                         for p in parts])
+
+
+def test_table_rows_round_trip_through_the_published_format(bank, tmp_path):
+    st = StageStudent("onnxw-train", 2, 1, *bank.channels(2), RES)
+    df = luts.sample_table(st, bank, window=1, samples=6, predictor=FakePredictor("onnxw-train"),
+                           rng=np.random.default_rng(0), recal_images=4, eval_images=8)
+    assert sorted(df.resolution.value_counts().to_dict().items()) == [(24, 2), (28, 2), (32, 2)]
+    path = luts.write_table(df, tmp_path / "stage2_1_1.csv")
+    first = path.read_text().splitlines()[0].split(",")
+    assert len(first) == 7 and first[1].startswith("1x") and first[0].count("#") >= 2
+    back = read_lut_csv(path, luts.stride_before(st_hs := luts.as_hyperspace("onnxw-train"), 2))
+    assert list(back.columns) == ["arch", "depth", "cin", "hw", "resolution", "nsr", "mflops",
+                                  "mparams", "latency_ms"]
+    assert back.arch.tolist() == df.arch.tolist() and back.resolution.tolist() == \
+        df.resolution.tolist()
+    np.testing.assert_allclose(back.nsr, df.nsr, rtol=1e-5)
+    assert luts.stride_before(st_hs, 2) == 2  # stem 1, stage0 1, stage1 2
+    from spaceevo_lib.search.lut import StageTables
+    t = StageTables.from_frames("onnxw-train", {(2, 1, 1): back}, RES)
+    assert t.table(2, 1, 1).n_rows == 6
+
+
+def test_tables_with_a_missing_stage_are_refused(tmp_path):
+    (tmp_path / "stage1_0_0.csv").write_text("3#32#0,1x16x32x32,0.5,1.0,0.01,0.1,32\n")
+    with pytest.raises(BlockKDError, match="incomplete"):
+        luts.read_tables("onnxw-train", tmp_path, RES)
+
+
+def test_a_predictor_of_another_hyperspace_is_refused():
+    with pytest.raises(BlockKDError, match="not 'onnxw-train'"):
+        luts.other_latency("onnxw-train", FakePredictor("mobilew-train"), RES)
+    ms = luts.other_latency("onnxw-train", FakePredictor("onnxw-train"), RES)
+    assert set(ms) == set(RES) and ms[24] < ms[32]
+
+
+def test_latency_limits_and_their_bad_values():
+    assert own.latency_limits(0.3, kd.parse_multiples("1,1.5")) == (0.3, 0.45)
+    for bad in ("", "a,1", "0,1", "-1"):
+        with pytest.raises(ValueError, match="parameter 'latency_limits'"):
+            kd.parse_multiples(bad)
+
+
+def test_table_resolutions_follow_the_papers_ratios():
+    assert luts.table_resolutions(luts.as_hyperspace("mobilew-train")) == (24, 28, 32)
+
+
+def test_published_spaces_map_to_the_training_scale():
+    m = own.mapped_published("onnxw-train")
+    assert m and all(sp.hyperspace == "onnxw-train" for sp in m.values())
+
+
+def _scores(evolved, random, uniform, std=0.01):
+    rows = [("evolved (seed 0)", "evolved", "e", evolved), ("random search (seed 0)", "random",
+                                                            "r", random),
+            ("uniform x", "uniform", "u", uniform)]
+    return pd.DataFrame([{"space": a, "kind": k, "encoding": e, "qt_mean": v, "qt_std": std}
+                         for a, k, e, v in rows])
+
+
+def test_verdict_rules_on_made_up_scores():
+    v = verdicts({"ort-vnni": _scores(1.2, 1.1, 1.0)})
+    assert v.holds.tolist() == [True, True]
+    v = verdicts({"ort-vnni": _scores(1.0, 1.1, 1.2)})
+    assert v.holds.tolist() == [False, False]
+    cost = pd.DataFrame({"se": [True, False], "int8_over_fp32": [1.5, 1.1]})
+    v = verdicts({"tflite": _scores(1.2, 1.1, 1.0)}, cost)
+    assert v.rule.str.contains("SE blocks").any() and v.holds.all()
+
+
+def test_devices_compared_stage_by_stage():
+    cmp = own.compare_devices({"ort-vnni": "onnxw-train-111111-000000",
+                               "tflite": "mobilew-train-111112-000000"})
+    assert cmp["same block"].tolist() == [True] * 5 + [False]
