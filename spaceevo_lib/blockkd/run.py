@@ -19,11 +19,13 @@ import numpy as np
 import pandas as pd
 
 from .._io import write_json
+from ..predictor import target_hyperspace
 from ..train.config import TrainConfig
 from .teacher import BlockKDError, FeatureBank
 
-#: device of each training-scale hyperspace (the paper's pairing, predictor.HYPERSPACE_OF)
-DEVICE_OF = {"onnxw-train": "ort-vnni", "mobilew-train": "tflite"}
+#: device of each training-scale hyperspace (the paper's pairing, predictor.HYPERSPACE_OF;
+#: tflite is the XNNPACK device the training-scale predictors were built for)
+DEVICE_OF = {target_hyperspace(d, "train"): d for d in ("ort-vnni", "tflite")}
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ def jobs_of(hyperspaces) -> list[tuple[str, int, int]]:
             for b in range(len(as_hyperspace(hs).blocks))]
 
 
-def _predictor(hs: str, profile: str):
+def predictor_for(hs: str, profile: str):
+    """This host's INT8 predictor of ``hs``'s device at the training scale (cached; forked
+    workers inherit it)."""
     key = ("predictor", hs)
     if key not in _SHARED:
         from ..predictor import load_predictor
@@ -89,7 +93,7 @@ def run_job(job: tuple[str, int, int], out: Path) -> dict:
                        st.n_random, "int8")
     t_train = time.perf_counter() - t0
     hs = as_hyperspace(hs_name)
-    pred = _predictor(hs_name, st.profile)
+    pred = predictor_for(hs_name, st.profile)
     n_rows = 0
     for w in range(hs.window_counts[stage - 1]):
         rng = np.random.default_rng([st.seed, stage, block, w])
@@ -121,7 +125,7 @@ def run_jobs(jobs, out: Path, banks: tuple[FeatureBank, FeatureBank], settings: 
     from tqdm import tqdm  # (tqdm.auto warns in a kernel without ipywidgets)
     _SHARED.update(bank_fp32=banks[0], bank_int8=banks[1], settings=settings)
     for hs in {j[0] for j in jobs}:
-        _predictor(hs, settings.profile)  # load once here: the workers inherit it
+        predictor_for(hs, settings.profile)  # load once here: the workers inherit it
     recs = []
     bar = tqdm(total=len(jobs), desc="stage students", disable=not progress)
     if workers <= 0:
@@ -268,8 +272,3 @@ def table_overview(tables) -> pd.DataFrame:
             .agg(tables=("window", "size"), rows=("rows", "sum"),
                  nsr_median=("nsr_median", "median"), nsr_best=("nsr_min", "min"),
                  int8_ms_min=("ms_min", "min"), int8_ms_max=("ms_max", "max")).reset_index())
-
-
-def predictor_for(hs: str, profile: str):
-    """This host's INT8 predictor of ``hs``'s device at the training scale (cached)."""
-    return _predictor(hs, profile)
