@@ -140,6 +140,26 @@ def test_elastic_quantization_swaps_every_conv_and_learns_its_scales(bank):
             q(bank.pair(5, sub.resolution, slice(0, 2))[0])
 
 
+def test_quantizer_ranges_come_from_batch_statistics_not_stale_running_ones(bank):
+    # after sandwich training, BN running statistics mix settings; ranges set from them made
+    # deep INT8 students start 1e6 x worse than their FP32 selves (the chapter's first run)
+    st = StageStudent("onnxw-train", 2, 5, *bank.channels(2), RES)
+    q_clean = quantize_elastic(st)
+    for m in st.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.fill_(1e-6)  # stale statistics that would blow activations up
+    q_stale = quantize_elastic(st)
+    initialise_quantizers(q_clean, bank)
+    before = {k: v.clone() for k, v in q_stale.state_dict().items() if "running" in k}
+    initialise_quantizers(q_stale, bank)
+    after = q_stale.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # restored
+    sc, ss = q_clean.state_dict(), q_stale.state_dict()
+    for k in sc:
+        if k.endswith(("input_quantizer.scale", "weight_quantizer.scale")):
+            assert torch.allclose(sc[k], ss[k]), k
+
+
 def _cfg(epochs):
     return TrainConfig(epochs=epochs, batch_size=16, optimizer="adamw", lr=0.005,
                        warmup_epochs=0.0, valid_size=0, grad_clip_value=1.0,

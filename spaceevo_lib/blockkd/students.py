@@ -147,13 +147,16 @@ def initialise_quantizers(student: StageStudent, bank: FeatureBank, seed: int = 
     """Min-max initialise the LSQ+ quantizers of a quantized student before its INT8
     training: the max setting first (widest ranges), the min one, then random settings until
     every quantizer has seen data (a conv only some settings use, e.g. a shortcut when the
-    widths differ, would otherwise stay uninitialised). BN statistics are left untouched.
+    widths differ, would otherwise stay uninitialised). The student runs in training mode, so
+    BN normalises with batch statistics as in every training pass: its running statistics mix
+    the sandwich's settings and, un-recalibrated, blow deep stages up by orders of magnitude,
+    which would set ranges no training recovers from. They are restored afterwards.
     Returns how many quantizers no setting reached (0 in practice)."""
     from ..quant.lsq import _Quantizer
     qs = [m for m in student.modules() if isinstance(m, _Quantizer)]
-    student.eval()
-    for q in qs:
-        q.train()
+    running = {k: v.clone() for k, v in student.state_dict().items()
+               if k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")}
+    student.train()
     rng = np.random.default_rng(seed)
     for i in range(max_settings):
         if all(bool(q.initialized) for q in qs):
@@ -161,8 +164,8 @@ def initialise_quantizers(student: StageStudent, bank: FeatureBank, seed: int = 
         sub = (student.sample_max() if i == 0 else student.sample_min() if i == 1
                else student.sample_random(rng))
         student(bank.pair(student.stage_index, sub.resolution, slice(0, images))[0])
+    student.load_state_dict(running, strict=False)
     student.sample_max()
-    student.train()
     return sum(not bool(q.initialized) for q in qs)
 
 

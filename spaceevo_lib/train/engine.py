@@ -267,7 +267,7 @@ class Trainer:
         return lr
 
     def train_epoch(self) -> dict:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # (tqdm.auto warns on stderr in a kernel without ipywidgets)
         self.net.train()
         loader = self.loaders["train"]
         sampler = getattr(loader, "sampler", None)
