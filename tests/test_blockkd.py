@@ -15,6 +15,7 @@ from spaceevo_lib.blockkd.students import SubStage, initialise_quantizers, train
 from spaceevo_lib.blockkd.teacher import check_teacher
 from spaceevo_lib.data.reference import read_lut_csv
 from spaceevo_lib.quant.elastic import QDynamicConv2d, quantize_elastic
+from spaceevo_lib.supernet.elastic import DynamicConv2d
 from spaceevo_lib.train.config import TrainConfig
 from spaceevo_lib.train.int8 import teacher_network
 from spaceevo_lib.train.sandwich import sandwich_loss
@@ -267,3 +268,19 @@ def test_devices_compared_stage_by_stage():
     cmp = own.compare_devices({"ort-vnni": "onnxw-train-111111-000000",
                                "tflite": "mobilew-train-111112-000000"})
     assert cmp["same block"].tolist() == [True] * 5 + [False]
+
+
+def test_eval_weight_cache_equals_quantizing_the_slice_and_follows_updates():
+    torch.manual_seed(3)
+    conv = QDynamicConv2d.from_dynamic(DynamicConv2d(16, 24, 5)).train()
+    conv(torch.randn(2, 16, 8, 8))  # (initialises both quantizers)
+    conv.eval()
+    for cin, cout, k in [(16, 24, 5), (8, 12, 3), (16, 4, 1)]:
+        direct = conv.weight_quantizer(conv.active_weight(cin, cout, k))
+        assert torch.equal(conv.active_weight_quantized(cin, cout, k), direct)
+    before = conv.active_weight_quantized(8, 12, 3).clone()
+    with torch.no_grad():
+        conv.weight.mul_(0.5)  # an optimiser step bumps the version: the cache must follow
+    after = conv.active_weight_quantized(8, 12, 3)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, conv.weight_quantizer(conv.active_weight(8, 12, 3)))

@@ -197,10 +197,11 @@ def held_out_nsr(student: StageStudent, bank: FeatureBank, sub: SubStage,
     student.set_active(sub)
     n0 = bank.n_train
     x, _ = bank.pair(student.stage_index, sub.resolution, slice(n0, n0 + recal_images))
-    recalibrate_bn(student, [(x, None)], batches=1)
+    if student.training:
+        student.eval()
+    recalibrate_bn(student, [(x, None)], batches=1)  # (leaves it in eval mode)
     lo = n0 + recal_images
     xe, ye = bank.pair(student.stage_index, sub.resolution, slice(lo, lo + eval_images))
-    student.eval()
     return float(nsr(student(xe), ye, bank.variance[sub.resolution][student.stage_index]))
 
 

@@ -157,17 +157,19 @@ def recalibrate_bn(model: nn.Module, loader, batches: int) -> None:
     was = model.training
     model.eval()
     saved = [(m, m.momentum) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
+    for m in bns:  # (BNs are leaves: set the flag, no recursive .train(); tables call this
+        m.reset_running_stats()  # once per row)
         m.momentum = None
-        m.train()
+        m.training = True
     for i, (x, _) in enumerate(loader):
         if i >= batches:
             break
         model(x)
     for m, mom in saved:
         m.momentum = mom
-    model.train(was)
+        m.training = False
+    if was:
+        model.train()
 
 
 # ---------------------------------------------------------------- the loop
