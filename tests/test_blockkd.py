@@ -284,3 +284,15 @@ def test_eval_weight_cache_equals_quantizing_the_slice_and_follows_updates():
     after = conv.active_weight_quantized(8, 12, 3)
     assert not torch.equal(before, after)
     assert torch.equal(after, conv.weight_quantizer(conv.active_weight(8, 12, 3)))
+
+
+def test_a_student_starts_as_the_teachers_mean_in_every_setting(bank):
+    st = StageStudent("mobilew-train", 3, 1, *bank.channels(3), RES).start_at_teacher_mean(bank)
+    y = bank.pair(3, 32, slice(0, bank.n_train))[1]
+    rng = np.random.default_rng(0)
+    st.eval()
+    for sub in (st.sample_max(), st.sample_min(), st.sample_random(rng)):
+        x = bank.pair(3, sub.resolution, slice(0, 2))[0]
+        with torch.no_grad():
+            out = st(x)
+        assert torch.allclose(out, y.mean((0, 2, 3)).view(1, -1, 1, 1).expand_as(out))

@@ -47,9 +47,12 @@ _SHARED: dict = {}  # the banks and settings, inherited by forked workers
 
 
 def jobs_of(hyperspaces) -> list[tuple[str, int, int]]:
+    """Every (hyperspace, stage, block), largest first (most table windows, then the wider
+    later stages), so that the workers' last jobs are short and they finish together."""
     from ..space.hyperspace import as_hyperspace
-    return [(hs, s, b) for hs in hyperspaces for s in range(1, 7)
+    jobs = [(hs, s, b) for hs in hyperspaces for s in range(1, 7)
             for b in range(len(as_hyperspace(hs).blocks))]
+    return sorted(jobs, key=lambda j: (-as_hyperspace(j[0]).window_counts[j[1] - 1], -j[1]))
 
 
 def predictor_for(hs: str, profile: str):
@@ -66,7 +69,9 @@ def predictor_for(hs: str, profile: str):
 
 
 def run_job(job: tuple[str, int, int], out: Path) -> dict:
-    """Train one stage student (FP32, then LSQ+) and write its tables; returns its record."""
+    """Train one stage student (FP32, then LSQ+) and write its tables; returns its record.
+    Its checkpoints exist only while it trains (a killed run resumes from them); a finished
+    student leaves its record, curves and tables."""
     import torch
 
     from ..quant.elastic import quantize_elastic
@@ -83,7 +88,8 @@ def run_job(job: tuple[str, int, int], out: Path) -> dict:
     bank32, bank8 = _SHARED["bank_fp32"], _SHARED["bank_int8"]
     t0 = time.perf_counter()
     torch.manual_seed(st.seed * 1000 + stage * 10 + block)
-    student = StageStudent(hs_name, stage, block, *bank32.channels(stage), bank32.resolutions)
+    student = StageStudent(hs_name, stage, block, *bank32.channels(stage),
+                           bank32.resolutions).start_at_teacher_mean(bank32)
     folder.mkdir(parents=True, exist_ok=True)
     h32 = train_student(student, bank32, st.fp32, folder / "fp32.pt", st.recal_images,
                         st.eval_images, st.n_random, "fp32")
@@ -113,6 +119,8 @@ def run_job(job: tuple[str, int, int], out: Path) -> dict:
            "int8_nsr_max": float(nsr8.valid_nsr_max), "int8_nsr_min": float(nsr8.valid_nsr_min),
            "train_seconds": t_train, "seconds": time.perf_counter() - t0, "rows": n_rows}
     write_json(done, rec)
+    for ck in ("fp32.pt", "int8.pt"):  # resume points only: up to 0.5 GB per large student
+        (folder / ck).unlink(missing_ok=True)
     return rec
 
 
