@@ -7,6 +7,8 @@
     spaceevo lab --profile smoke               JupyterLab on the notebooks (`make lab`)
     spaceevo train mobilenet_v3_small -o epochs 3   train one network on Imagenette (also
                                                under torchrun; see spaceevo_lib.train.run)
+    spaceevo blockkd-students -p profile paper  the block-wise distillation chapter's
+                                               students (under torchrun: shared by rank)
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="then fine-tune with LSQ+ (INT8), as the chapter 'Training in INT8'")
     t.add_argument("-l", nargs=2, action="append", default=[], metavar=("OPTION", "VALUE"),
                    help="an LSQ+ fine-tuning option (TrainConfig; default lr 0.005, no warm-up)")
+    k = sub.add_parser("blockkd-students", help="train the block-wise distillation chapter's "
+                       "stage students outside the notebook (torchrun shares them by rank)")
+    k.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter of the chapter, as for 'spaceevo chapter blockkd'")
     args = ap.parse_args(argv)
 
     from . import book
@@ -67,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             return _lab(args)
         elif args.cmd == "train":
             return _train(args)
+        elif args.cmd == "blockkd-students":
+            from .blockkd.run import train_students
+            out = train_students({k: parse_cli_value(v) for k, v in args.p})
+            print(f"[spaceevo] stage students: {out}")
         elif args.cmd == "params":
             _print_params(args.name)
         else:

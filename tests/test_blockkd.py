@@ -11,6 +11,7 @@ from spaceevo_lib.blockkd import (BlockKDError, FeatureBank, StageStudent, nsr,
 from spaceevo_lib.blockkd import run as kd
 from spaceevo_lib.blockkd import spaces as own
 from spaceevo_lib.blockkd import tables as luts
+from spaceevo_lib.blockkd import teacher as kd_teacher
 from spaceevo_lib.blockkd.students import SubStage, initialise_quantizers, train_student
 from spaceevo_lib.blockkd.teacher import check_teacher
 from spaceevo_lib.data.reference import read_lut_csv
@@ -296,3 +297,80 @@ def test_a_student_starts_as_the_teachers_mean_in_every_setting(bank):
         with torch.no_grad():
             out = st(x)
         assert torch.allclose(out, y.mean((0, 2, 3)).view(1, -1, 1, 1).expand_as(out))
+
+
+def test_a_streamed_bank_gives_the_cached_banks_features_and_variance(teacher, bank):
+    torch.manual_seed(1)
+    x = torch.randn(48, 3, 32, 32)  # (the images of the bank fixture)
+    streamed = kd_teacher.feature_bank(stage_boundaries(teacher), x, 32, RES, cache=False)
+    assert isinstance(streamed, kd_teacher.StreamedFeatureBank)
+    for r in RES:
+        for j in range(7):
+            torch.testing.assert_close(streamed.variance[r][j], bank.variance[r][j],
+                                       rtol=1e-4, atol=1e-6)
+    idx = torch.tensor([3, 40, 7])
+    for stage in (1, 4, 6):
+        for a, b in zip(streamed.pair(stage, 28, idx), bank.pair(stage, 28, idx)):
+            torch.testing.assert_close(a, b)
+    assert streamed.channels(5) == bank.channels(5)
+    # a dataset of (image, label) items works as well as a tensor
+    ds = torch.utils.data.TensorDataset(x, torch.zeros(48))
+    torch.testing.assert_close(kd_teacher.feature_bank(stage_boundaries(teacher), ds, 32, RES,
+                                                       cache=False).pair(2, 24, slice(32, 36))[1],
+                               bank.pair(2, 24, slice(32, 36))[1])
+
+
+def test_imagenet_teacher_images_are_a_seeded_subset_read_without_augmentation(tmp_path,
+                                                                               monkeypatch):
+    from test_data_imagenet import _tiny_folder
+    _tiny_folder(tmp_path, per_class=4)
+    monkeypatch.setenv("SPACEEVO_DATA_DIR", str(tmp_path))
+    a = kd.teacher_images(32, 5, 2, seed=0, dataset="imagenet")
+    b = kd.teacher_images(32, 5, 2, seed=0, dataset="imagenet")
+    assert len(a) == 7 and a.indices == b.indices
+    x = kd_teacher.take_images(a, slice(0, 7))
+    assert x.shape == (7, 3, 32, 32) and torch.equal(x, kd_teacher.take_images(b, slice(0, 7)))
+    with pytest.raises(BlockKDError, match="training split has 8"):
+        kd.teacher_images(32, 8, 2, seed=0, dataset="imagenet")
+
+
+def _ranked_jobs(rank, out, jobs, settings, banks, log):
+    import os
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2")  # (what torchrun sets)
+    inner = kd.run_job
+
+    def logged(job, folder):
+        with open(log, "a") as f:
+            f.write(f"{rank} {job[1]} {job[2]}\n")
+        return inner(job, folder)
+    kd.run_job = logged
+    recs = kd.run_jobs(jobs, out, banks, settings, workers=2, progress=False, poll_seconds=0.1)
+    recs.to_json(out / f"records{rank}.json")
+
+
+def test_under_torchrun_each_rank_trains_its_share_and_returns_every_record(bank, tmp_path):
+    import multiprocessing as mp
+    jobs = [("onnxw-train", 1, b) for b in range(4)]
+    cfg = _cfg(1)
+    settings = kd.JobSettings(fp32=cfg, int8=cfg, samples=3, recal_images=4, eval_images=4,
+                              n_random=1)
+    kd._SHARED[("predictor", "onnxw-train")] = FakePredictor("onnxw-train")
+    log = tmp_path / "ran.txt"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_ranked_jobs, args=(r, tmp_path, jobs, settings, (bank, bank),
+                                                    log)) for r in range(2)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(300)
+    finally:
+        kd._SHARED.pop(("predictor", "onnxw-train"))
+    assert all(p.exitcode == 0 for p in procs)
+    ran = sorted(tuple(map(int, line.split())) for line in log.read_text().splitlines())
+    assert ran == [(0, 1, 0), (0, 1, 2), (1, 1, 1), (1, 1, 3)]  # rank r: jobs r, r + 2
+    r0, r1 = (pd.read_json(tmp_path / f"records{r}.json") for r in range(2))
+    assert sorted(r0.block) == [0, 1, 2, 3] and r0.equals(r1)
+    assert len(list((tmp_path / "tables" / "onnxw-train").glob("*.csv"))) == \
+        4 * luts.as_hyperspace("onnxw-train").window_counts[0]

@@ -21,11 +21,12 @@ import pandas as pd
 from .._io import write_json
 from ..predictor import target_hyperspace
 from ..train.config import TrainConfig
-from .teacher import BlockKDError, FeatureBank
+from .teacher import BlockKDError
 
 #: device of each training-scale hyperspace (the paper's pairing, predictor.HYPERSPACE_OF;
 #: tflite is the XNNPACK device the training-scale predictors were built for)
-DEVICE_OF = {target_hyperspace(d, "train"): d for d in ("ort-vnni", "tflite")}
+DEVICE_OF = {target_hyperspace(d, sc): (d, sc) for d in ("ort-vnni", "tflite")
+             for sc in ("train", "paper")}
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def predictor_for(hs: str, profile: str):
     key = ("predictor", hs)
     if key not in _SHARED:
         from ..predictor import load_predictor
-        p = load_predictor(DEVICE_OF[hs], "train", profile)
+        p = load_predictor(*DEVICE_OF[hs], profile)
         if p.hyperspace != hs:
             raise BlockKDError(f"latency predictor {p.name} is for {p.hyperspace!r}, not {hs!r}")
         _SHARED[key] = p
@@ -79,7 +80,7 @@ def run_job(job: tuple[str, int, int], out: Path) -> dict:
     from .students import StageStudent, initialise_quantizers, train_student
     from .tables import sample_table, write_table
     hs_name, stage, block = job
-    folder = out / "students" / hs_name / f"stage{stage}_{block}"
+    folder = job_folder(out, job)
     done = folder / "done.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -124,29 +125,50 @@ def run_job(job: tuple[str, int, int], out: Path) -> dict:
     return rec
 
 
-def run_jobs(jobs, out: Path, banks: tuple[FeatureBank, FeatureBank], settings: JobSettings,
-             workers: int = 2, progress: bool = True) -> pd.DataFrame:
-    """Every job (skipping finished ones), in ``workers`` forked processes (0: this one)."""
+def run_jobs(jobs, out: Path, banks, settings: JobSettings, workers: int = 2,
+             progress: bool = True, poll_seconds: float = 30.0) -> pd.DataFrame:
+    """Every job (skipping finished ones), in ``workers`` forked processes (0: this one).
+
+    Under torchrun (``world`` processes, e.g. one per GPU or core), rank r runs jobs r,
+    r + world, ... in its own process and then waits until
+    every job's record exists (a file poll, not a collective: the shares take hours and
+    finish at different times), so that every rank returns all the records."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm  # (tqdm.auto warns in a kernel without ipywidgets)
     _SHARED.update(bank_fp32=banks[0], bank_int8=banks[1], settings=settings)
-    for hs in {j[0] for j in jobs}:
+    rank, world = _rank_and_world()
+    mine = list(jobs)[rank::world]
+    for hs in {j[0] for j in mine}:
         predictor_for(hs, settings.profile)  # load once here: the workers inherit it
-    recs = []
-    bar = tqdm(total=len(jobs), desc="stage students", disable=not progress)
-    if workers <= 0:
-        for j in jobs:
-            recs.append(run_job(j, out))
+    bar = tqdm(total=len(mine), desc="stage students", disable=not progress)
+    if workers <= 0 or world > 1:
+        for j in mine:
+            run_job(j, out)
             bar.update()
     else:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-            for rec in pool.map(run_job, jobs, [out] * len(jobs)):
-                recs.append(rec)
+            for _ in pool.map(run_job, mine, [out] * len(mine)):
                 bar.update()
     bar.close()
-    return pd.DataFrame(recs)
+    done = [job_folder(out, j) / "done.json" for j in jobs]
+    while not all(f.is_file() for f in done):  # (only under torchrun: other ranks' shares)
+        time.sleep(poll_seconds)
+    return pd.DataFrame([json.loads(f.read_text()) for f in done])
+
+
+def job_folder(out: Path, job: tuple[str, int, int]) -> Path:
+    hs, stage, block = job
+    return out / "students" / hs / f"stage{stage}_{block}"
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes torchrun started (its RANK and
+    WORLD_SIZE); (0, 1) otherwise. No process group is joined: the students are independent,
+    so each trains in one process, without gradient averaging or sharded data."""
+    import os
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def histories(out: Path) -> pd.DataFrame:
@@ -196,7 +218,7 @@ def plan(cfg) -> dict:
         samples=cfg.samples, recal_images=cfg.recal_images, eval_images=cfg.eval_images,
         n_random=cfg.n_random, profile=cfg.profile, seed=cfg.seed)
     return {"devices": devices,
-            "hyperspaces": {d: target_hyperspace(d, "train") for d in devices},
+            "hyperspaces": {d: target_hyperspace(d, cfg.scale) for d in devices},
             "settings": settings, "multiples": parse_multiples(cfg.latency_limits),
             "evolution": EvolutionConfig(population=cfg.population, sample_size=cfg.sample_size,
                                          max_evaluated=cfg.max_evaluated, seed=cfg.seed),
@@ -204,17 +226,62 @@ def plan(cfg) -> dict:
             "noise_seeds": list(range(cfg.noise_seeds))}
 
 
-def teacher_images(resolution: int, n_train: int, n_held: int, seed: int):
-    """Normalised training-split images (N, 3, R, R): ``n_train`` for the students, then
-    ``n_held`` held out for BN re-calibration and NSR (the test split is never used here)."""
+def teacher_images(resolution: int, n_train: int, n_held: int, seed: int,
+                   dataset: str = "imagenette"):
+    """Normalised training-split images: ``n_train`` for the students, then ``n_held`` held
+    out for BN re-calibration and NSR (the test split is never used here). Imagenette: one
+    (N, 3, R, R) tensor; ImageNet (``paper``): a seeded subset of the training ImageFolder
+    read with the evaluation transforms, loaded image by image when used."""
     import torch
 
-    from ..data.imagenette import IMAGENET_MEAN, IMAGENET_STD, load_imagenette
     from .teacher import split_images
+    if dataset == "imagenet":
+        from torch.utils.data import Subset
+
+        from ..data.imagenet import load_imagenet
+        folder = load_imagenet("train", resolution, augment=False)
+        idx = split_images(np.arange(len(folder)), n_train, n_held, seed)
+        return Subset(folder, [int(i) for i in idx])
+    if dataset != "imagenette":
+        raise ValueError(f"parameter 'dataset' must be imagenette or imagenet; got {dataset!r}")
+    from ..data.imagenette import IMAGENET_MEAN, IMAGENET_STD, load_imagenette
     x = split_images(load_imagenette(resolution).x_train, n_train, n_held, seed)
     x = (x.astype(np.float32) / 255 - np.array(IMAGENET_MEAN, np.float32)) \
         / np.array(IMAGENET_STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def train_students(params: dict, progress: bool = True) -> Path:
+    """The chapter's student phase outside the notebook, e.g. under torchrun for the paper
+    profile (``torchrun --nproc_per_node=8 -m spaceevo_lib.cli blockkd-students -p profile
+    paper``): the same plan, teacher, images, banks and job folder as the chapter, which then
+    finds every student finished. Returns the job folder."""
+    from .. import config, store
+    from ..space.hyperspace import as_hyperspace
+    from ..train.int8 import load_teachers
+    from .tables import table_resolutions
+    from .teacher import feature_bank, stage_boundaries
+    cfg = config.chapter_config("blockkd", **params)
+    p = plan(cfg)
+    teacher, teacher_int8, tparams = load_teachers(cfg.profile)
+    hyperspaces = list(p["hyperspaces"].values())
+    resolutions = table_resolutions(as_hyperspace(hyperspaces[0]))
+    out = store.Run("blockkd", cfg.profile).path / job_folder_name(p["settings"])
+    images = teacher_images(tparams["resolution"], cfg.train_images,
+                            cfg.recal_images + cfg.eval_images, cfg.seed, cfg.dataset)
+    splits = stage_boundaries(teacher), stage_boundaries(teacher_int8)
+    boundary_table(splits[0], hyperspaces, resolutions)  # (refuses other strides)
+    banks = tuple(feature_bank(s, images, cfg.train_images, resolutions, cfg.feature_cache)
+                  for s in splits)
+    run_jobs(jobs_of(hyperspaces), out, banks, p["settings"], workers=cfg.workers,
+             progress=progress)
+    return out
+
+
+def job_folder_name(settings: JobSettings) -> str:
+    """The jobs' folder in the chapter's run: keyed by every setting that changes a student."""
+    from ..store import stable_hash
+    return "blockkd-" + stable_hash(settings_key(settings))[:10]
 
 
 def split_agreement(teacher, split, x) -> float:

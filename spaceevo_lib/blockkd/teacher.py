@@ -150,6 +150,78 @@ class FeatureBank:
         return self.nbytes / 2 ** 20
 
 
+def take_images(images, index) -> torch.Tensor:
+    """Images ``index`` (a slice or indices) of a tensor or of a dataset (items: an image or an
+    (image, label) pair) as one (B, 3, R, R) tensor."""
+    if isinstance(images, torch.Tensor):
+        return images[index]
+    idx = (range(*index.indices(len(images))) if isinstance(index, slice)
+           else [int(i) for i in index])
+    items = [images[i] for i in idx]
+    return torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
+
+
+class StreamedFeatureBank:
+    """The :class:`FeatureBank` interface with the teacher run on the fly: for image sets
+    whose features do not fit in memory (the ``paper`` profile: 50,000 ImageNet images at
+    224 px would need about 6 MB of features per image). Each :meth:`pair` runs the teacher
+    on the requested images, as the reference code does in every step; only the held-out
+    variance is computed up front. ``images``: a (N, 3, R, R) tensor or a dataset whose items
+    are an image tensor or an (image, label) pair."""
+
+    def __init__(self, split: nn.Module, images, n_train: int, resolutions: tuple[int, ...],
+                 batch: int = 256):
+        if not 0 < n_train < len(images):
+            raise BlockKDError(f"need 0 < n_train < {len(images)} images; got {n_train}")
+        self.split, self.images, self.n_train = split.eval(), images, n_train
+        self.resolutions = tuple(resolutions)
+        n = len(images)
+        self.variance: dict[int, list[torch.Tensor]] = {}
+        for r in self.resolutions:  # per-channel variance over held-out images and positions
+            sums = None  # per boundary: (count, sum, sum of squares) per channel
+            for i in range(n_train, n, batch):
+                flat = [f.transpose(0, 1).flatten(1).double()
+                        for f in self._run(r, range(i, min(n, i + batch)))]
+                part = [(f.shape[1], f.sum(1), f.pow(2).sum(1)) for f in flat]
+                sums = part if sums is None else [
+                    (c + pc, a + pa, q + pq) for (c, a, q), (pc, pa, pq) in zip(sums, part)]
+            self.variance[r] = [(q / c - (a / c) ** 2).clamp_min(0).float() for c, a, q in sums]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    n_images = property(__len__)
+
+    @torch.no_grad()
+    def _run(self, resolution: int, index) -> list[torch.Tensor]:
+        return list(self.split(resize(take_images(self.images, index), resolution)))
+
+    def pair(self, stage: int, resolution: int, index: torch.Tensor | slice
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stage input, stage output) of ``stage`` (1..6): one teacher forward."""
+        f = self._run(resolution, index)
+        return f[stage - 1], f[stage]
+
+    def channels(self, stage: int) -> tuple[int, int]:
+        f = self._run(self.resolutions[0], slice(0, 1))
+        return int(f[stage - 1].shape[1]), int(f[stage].shape[1])
+
+    def memory_mb(self) -> float:
+        """Memory the bank itself holds (the images, when given as a tensor)."""
+        t = self.images
+        return t.numel() * t.element_size() / 2 ** 20 if isinstance(t, torch.Tensor) else 0.0
+
+
+def feature_bank(split: nn.Module, images, n_train: int, resolutions: tuple[int, ...],
+                 cache: bool = True):
+    """The teacher's features as a cached :class:`FeatureBank` (``cache``) or a
+    :class:`StreamedFeatureBank` computing them on the fly."""
+    if cache:
+        return FeatureBank.build(split, take_images(images, slice(0, len(images))), n_train,
+                                 resolutions)
+    return StreamedFeatureBank(split, images, n_train, resolutions)
+
+
 def nsr(student: torch.Tensor, teacher: torch.Tensor, variance: torch.Tensor,
         eps: float = 1e-8) -> torch.Tensor:
     """Noise-to-signal ratio: the squared error per channel, averaged over images and

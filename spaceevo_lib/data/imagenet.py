@@ -44,9 +44,12 @@ def imagenet_transforms(resolution: int, train: bool):
                        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def load_imagenet(split: str, resolution: int = 224, root: Path | None = None):
-    """The ImageFolder of ``split`` ('train' or 'val') with the paper's transforms; a missing or
-    empty folder raises :class:`MissingDataError` saying where it must be."""
+def load_imagenet(split: str, resolution: int = 224, root: Path | None = None,
+                  augment: bool | None = None):
+    """The ImageFolder of ``split`` ('train' or 'val') with the paper's transforms (``augment``:
+    the training ones; default for the train split; block-wise distillation reads training
+    images with the evaluation ones); a missing or empty folder raises
+    :class:`MissingDataError` saying where it must be."""
     from torchvision.datasets import ImageFolder
     if split not in SPLITS:
         raise ValueError(f"ImageNet split must be one of {SPLITS}; got {split!r}")
@@ -57,6 +60,7 @@ def load_imagenet(split: str, resolution: int = 224, root: Path | None = None):
     if not classes:
         raise _missing(path, "the folder has no class sub-folders")
     try:
-        return ImageFolder(str(path), transform=imagenet_transforms(resolution, split == "train"))
+        return ImageFolder(str(path), transform=imagenet_transforms(
+            resolution, split == "train" if augment is None else augment))
     except FileNotFoundError as e:  # class folders without images
         raise _missing(path, f"it holds no images ({e})") from None
