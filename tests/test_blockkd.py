@@ -206,13 +206,15 @@ def test_table_rows_round_trip_through_the_published_format(bank, tmp_path):
     path = luts.write_table(df, tmp_path / "stage2_1_1.csv")
     first = path.read_text().splitlines()[0].split(",")
     assert len(first) == 7 and first[1].startswith("1x") and first[0].count("#") >= 2
-    back = read_lut_csv(path, luts.stride_before(st_hs := luts.as_hyperspace("onnxw-train"), 2))
+    back = read_lut_csv(path, (st_hs := luts.as_hyperspace("onnxw-train")).stride_before(2))
     assert list(back.columns) == ["arch", "depth", "cin", "hw", "resolution", "nsr", "mflops",
                                   "mparams", "latency_ms"]
     assert back.arch.tolist() == df.arch.tolist() and back.resolution.tolist() == \
         df.resolution.tolist()
     np.testing.assert_allclose(back.nsr, df.nsr, rtol=1e-5)
-    assert luts.stride_before(st_hs, 2) == 2  # stem 1, stage0 1, stage1 2
+    assert st_hs.stride_before(2) == 2  # stem 1, stage0 1, stage1 2
+    assert [luts.as_hyperspace("onnxw").stride_before(i) for i in range(1, 7)] == \
+        [2, 4, 8, 16, 16, 32]  # (the published tables' strides)
     from spaceevo_lib.search.lut import StageTables
     t = StageTables.from_frames("onnxw-train", {(2, 1, 1): back}, RES)
     assert t.table(2, 1, 1).n_rows == 6

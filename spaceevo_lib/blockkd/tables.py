@@ -19,7 +19,7 @@ import pandas as pd
 from .._io import atomic_path
 from ..predictor.units import Unit, unit_cost
 from ..space.encoding import SpaceChoice, min_subnet
-from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
+from ..space.hyperspace import Hyperspace, as_hyperspace
 from .students import StageStudent, SubStage, held_out_nsr
 from .teacher import BlockKDError, FeatureBank, expected_sides
 
@@ -79,14 +79,6 @@ def write_table(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def stride_before(hs: Hyperspace, stage: int) -> int:
-    """Cumulative stride in front of stage ``stage`` (1..6)."""
-    s = 1
-    for name in STAGE_NAMES[:STAGE_NAMES.index("stage0") + stage]:
-        s *= hs.stage(name).stride
-    return s
-
-
 def read_tables(hyperspace: str, folder: Path, resolutions: tuple[int, ...]):
     """Every ``stage{i}_{b}_{w}.csv`` of ``folder`` as :class:`~spaceevo_lib.search.lut.
     StageTables`; BlockKDError when a stage, block or window of the hyperspace is missing."""
@@ -99,7 +91,7 @@ def read_tables(hyperspace: str, folder: Path, resolutions: tuple[int, ...]):
             for w in range(n_w):
                 p = Path(folder) / f"stage{s}_{b}_{w}.csv"
                 if p.is_file():
-                    frames[(s, b, w)] = read_lut_csv(p, stride_before(hs, s))
+                    frames[(s, b, w)] = read_lut_csv(p, hs.stride_before(s))
                 else:
                     missing.append(p.name)
     if missing:

@@ -19,9 +19,6 @@ from .imagenette import how_to_get
 
 NAME = "spaceevo-reference"
 LUT_COLUMNS = ("arch", "input_shape", "nsr", "mflops", "mparams", "latency_ms")
-# Cumulative stride in front of stages 1..6 (stem 2, stage0 1, stage1 2, stage2 2, stage3 2,
-# stage4 1, stage5 2): maps a LUT row's input height back to the network resolution.
-_STRIDE_BEFORE = {1: 2, 2: 4, 3: 8, 4: 16, 5: 16, 6: 32}
 
 
 @functools.cache
@@ -78,7 +75,9 @@ def load_lut(hyperspace: str, stage: int, block: int, window: int, root: Path | 
     rel = f"block_lut/{hyperspace}/stage{stage}_{block}_{window}.csv"
     if rel not in manifest()["files"]:
         raise KeyError(f"no published LUT {rel}; see lut_files({hyperspace!r})")
-    return read_lut_csv(reference_file(rel, root), _STRIDE_BEFORE[stage])
+    from ..space.hyperspace import as_hyperspace  # (its strides map a row's input side back
+    return read_lut_csv(reference_file(rel, root),  # to the network resolution)
+                        as_hyperspace(hyperspace).stride_before(stage))
 
 
 def read_lut_csv(path: Path, stride_before: int):

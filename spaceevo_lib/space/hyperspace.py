@@ -158,6 +158,14 @@ class Hyperspace:
                 return s
         raise KeyError(f"unknown stage {name!r} of {self.name!r}; valid: {', '.join(STAGE_NAMES)}")
 
+    def stride_before(self, stage: int) -> int:
+        """Cumulative stride in front of searched stage ``stage`` (1..6): a stage input's side
+        times it is the network resolution."""
+        s = 1
+        for name in STAGE_NAMES[:STAGE_NAMES.index("stage0") + stage]:
+            s *= self.stage(name).stride
+        return s
+
     def block(self, index: int) -> BlockSpec:
         """Candidate block ``index`` (the digit in a space encoding)."""
         if not 0 <= index < len(self.blocks):
