@@ -267,6 +267,21 @@ def test_verdict_rules_on_made_up_scores():
     assert v.rule.str.contains("SE blocks").any() and v.holds.all()
 
 
+def test_int8_cost_is_the_quantization_step_not_the_extra_training():
+    from spaceevo_lib.blockkd import int8_cost
+    recs = pd.DataFrame({"hyperspace": "h", "code": ["SE", "SE", "Plain", "Plain"],
+                         "activation": "relu", "se": [True, True, False, False],
+                         "stage": [1, 2, 1, 2], "fp32_nsr_max": [0.5, 0.4, 0.5, 0.4],
+                         "ptq_nsr_max": [1.0, 0.8, 0.55, 0.44],  # SE: x2, plain: x1.1
+                         "int8_nsr_max": [0.45, 0.36, 0.45, 0.36]})  # LSQ+: x0.9 for both
+    cost = int8_cost(recs)
+    assert cost.code.tolist() == ["SE", "Plain"]
+    np.testing.assert_allclose(cost.int8_over_fp32, [2.0, 1.1])
+    np.testing.assert_allclose(cost.lsq_over_fp32, [0.9, 0.9])
+    v = verdicts({}, cost)
+    assert v.holds.tolist() == [True]
+
+
 def test_devices_compared_stage_by_stage():
     cmp = own.compare_devices({"ort-vnni": "onnxw-train-111111-000000",
                                "tflite": "mobilew-train-111112-000000"})

@@ -77,7 +77,7 @@ def run_job(job: tuple[str, int, int], out: Path) -> dict:
 
     from ..quant.elastic import quantize_elastic
     from ..space.hyperspace import as_hyperspace
-    from .students import StageStudent, initialise_quantizers, train_student
+    from .students import StageStudent, held_out_nsr, initialise_quantizers, train_student
     from .tables import sample_table, write_table
     hs_name, stage, block = job
     folder = job_folder(out, job)
@@ -96,6 +96,12 @@ def run_job(job: tuple[str, int, int], out: Path) -> dict:
                         st.eval_images, st.n_random, "fp32")
     q = quantize_elastic(student)
     initialise_quantizers(q, bank8, st.seed)
+    # the quantization step alone, before LSQ+ trains on: the FP32 student's weights with
+    # min-max ranges against the INT8 teacher (the LSQ+ phase also trains one epoch more, so
+    # its NSR mixes the cost of INT8 with the gain of training)
+    ptq = {k: held_out_nsr(q, bank8, getattr(q, f"sample_{k}")(), st.recal_images,
+                           st.eval_images) for k in ("max", "min")}
+    q.train()
     h8 = train_student(q, bank8, st.int8, folder / "int8.pt", st.recal_images, st.eval_images,
                        st.n_random, "int8")
     t_train = time.perf_counter() - t0
@@ -117,6 +123,7 @@ def run_job(job: tuple[str, int, int], out: Path) -> dict:
            "code": hs.block(block).code, "activation": hs.block(block).activation,
            "se": bool(hs.block(block).se),
            "fp32_nsr_max": float(nsr32.valid_nsr_max), "fp32_nsr_min": float(nsr32.valid_nsr_min),
+           "ptq_nsr_max": ptq["max"], "ptq_nsr_min": ptq["min"],
            "int8_nsr_max": float(nsr8.valid_nsr_max), "int8_nsr_min": float(nsr8.valid_nsr_min),
            "train_seconds": t_train, "seconds": time.perf_counter() - t0, "rows": n_rows}
     write_json(done, rec)
@@ -177,8 +184,13 @@ def histories(out: Path) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
+#: what a job computes and records; bumped when that changes, so that a job folder of an
+#: earlier version is not reused (2: records the quantized NSR before LSQ+, ``ptq_nsr_*``)
+JOB_VERSION = 2
+
+
 def settings_key(settings: JobSettings) -> dict:
-    d = asdict(settings)
+    d = asdict(settings) | {"job_version": JOB_VERSION}
     d["fp32"], d["int8"] = settings.fp32.as_dict(), settings.int8.as_dict()
     return d
 

@@ -35,23 +35,23 @@ def plot_kd_curves(history, hyperspace: str):
 
 
 def plot_int8_vs_fp32(records):
-    """INT8 NSR (LSQ+ student against the INT8 teacher) over FP32 NSR of the max sub-stage, per
-    (stage, block); SE blocks marked."""
+    """Quantized NSR (the FP32 student's weights with min-max ranges, against the INT8
+    teacher) over FP32 NSR of the max sub-stage, per (stage, block); SE blocks marked."""
     import matplotlib.pyplot as plt
     hss = list(dict.fromkeys(records.hyperspace))
     fig, axes = plt.subplots(1, len(hss), figsize=(6 * len(hss), 3.8), squeeze=False)
     for ax, hs in zip(axes[0], hss):
         r = records[records.hyperspace == hs]
         for (code, se), g in r.groupby(["code", "se"], sort=False):
-            ax.scatter(g.fp32_nsr_max, g.int8_nsr_max, s=22, marker="^" if se else "o",
+            ax.scatter(g.fp32_nsr_max, g.ptq_nsr_max, s=22, marker="^" if se else "o",
                        label=f"{code}{' (SE)' if se else ''}")
-        lo = float(min(r.fp32_nsr_max.min(), r.int8_nsr_max.min()))
-        hi = float(max(r.fp32_nsr_max.max(), r.int8_nsr_max.max()))
+        lo = float(min(r.fp32_nsr_max.min(), r.ptq_nsr_max.min()))
+        hi = float(max(r.fp32_nsr_max.max(), r.ptq_nsr_max.max()))
         ax.plot([lo, hi], [lo, hi], "--", color="0.5", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("FP32 NSR (max sub-stage)")
-        ax.set_ylabel("INT8 NSR (max sub-stage)")
+        ax.set_ylabel("quantized NSR (max sub-stage)")
         ax.set_title(hs)
         ax.legend(fontsize=7)
     fig.tight_layout()
