@@ -391,3 +391,10 @@ def test_under_torchrun_each_rank_trains_its_share_and_returns_every_record(bank
     assert sorted(r0.block) == [0, 1, 2, 3] and r0.equals(r1)
     assert len(list((tmp_path / "tables" / "onnxw-train").glob("*.csv"))) == \
         4 * luts.as_hyperspace("onnxw-train").window_counts[0]
+
+
+def test_the_chapter_says_where_the_features_live(teacher, bank):
+    streamed = kd_teacher.feature_bank(stage_boundaries(teacher), torch.randn(40, 3, 32, 32),
+                                       32, RES, cache=False)
+    assert "on the fly" in kd_teacher.describe_banks((streamed, streamed))
+    assert "kept in memory" in kd_teacher.describe_banks((bank, bank))

@@ -23,8 +23,9 @@ from ..predictor import target_hyperspace
 from ..train.config import TrainConfig
 from .teacher import BlockKDError
 
-#: device of each training-scale hyperspace (the paper's pairing, predictor.HYPERSPACE_OF;
-#: tflite is the XNNPACK device the training-scale predictors were built for)
+#: (device, scale) of each hyperspace designed here, at the training and the paper scale (the
+#: paper's pairing, predictor.HYPERSPACE_OF; tflite is the XNNPACK device the predictors
+#: were built for)
 DEVICE_OF = {target_hyperspace(d, sc): (d, sc) for d in ("ort-vnni", "tflite")
              for sc in ("train", "paper")}
 

@@ -222,6 +222,16 @@ def feature_bank(split: nn.Module, images, n_train: int, resolutions: tuple[int,
     return StreamedFeatureBank(split, images, n_train, resolutions)
 
 
+def describe_banks(banks) -> str:
+    """One sentence for the chapter: where the teachers' features live and what they cost."""
+    mb = sum(b.memory_mb() for b in banks)
+    if any(isinstance(b, StreamedFeatureBank) for b in banks):
+        return ("the teachers run on the fly in every step (their features would not fit in "
+                f"memory); only the images are held, {mb:.0f} MB")
+    return ("the FP32 and the INT8 teacher's features are computed once per resolution and "
+            f"kept in memory (the bank), {mb:.0f} MB")
+
+
 def nsr(student: torch.Tensor, teacher: torch.Tensor, variance: torch.Tensor,
         eps: float = 1e-8) -> torch.Tensor:
     """Noise-to-signal ratio: the squared error per channel, averaged over images and
