@@ -46,6 +46,29 @@ def test_verdict_rules_and_thresholds(kw, rule, holds):
                                "teacher_top1": 80.0}
 
 
+def test_a_noisy_latency_leaves_the_speed_rule_undecided():
+    r = _results(lsq_ms=1.0).assign(noisy=[None, None, True, False])
+    v = int8.verdicts(r)
+    assert v[v.rule.str.contains("as fast")].holds.iloc[0] is None
+    v = int8.verdicts(r.assign(noisy=[None, None, False, False]))
+    assert bool(v[v.rule.str.contains("as fast")].holds.iloc[0]) is True
+
+
+def test_results_join_each_latency_to_its_own_network():
+    """Both networks' files are timed in one measurement; their rows share model names."""
+    acc = pd.DataFrame([(n, m, t) for n, t in (("teacher", 80.0), ("mnv3", 60.0))
+                        for m in ("fp32", "int8-ort-ptq")], columns=["network", "model", "top1"])
+    lat = pd.DataFrame({"network": ["teacher", "mnv3"], "route": ["ort-ptq", "ort-ptq"],
+                        "device": "ort-vnni", "int8_median_of_min_ms": [0.5, 0.3],
+                        "fp32_median_of_min_ms": [0.9, 0.3], "speedup": [1.8, 1.0],
+                        "half_spread": 0.01, "noisy": False, "busy": False})
+    r = int8.results_table(acc, lat).set_index(["network", "model"])
+    assert len(r) == 4
+    assert r.int8_median_of_min_ms[("mnv3", "int8-ort-ptq")] == 0.3
+    assert r.int8_median_of_min_ms[("teacher", "int8-ort-ptq")] == 0.5
+    assert np.isnan(r.int8_median_of_min_ms[("teacher", "fp32")])
+
+
 def test_preprocessing_round_trips_and_applies():
     pre = Preprocessing("NCHW", (4, 4), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), classes=("a", "b"))
     assert Preprocessing.from_json(pre.to_json()) == pre

@@ -124,3 +124,49 @@ def test_a_zero_or_negative_scale_stays_finite():
         w.scale.fill_(-0.02)  # |s| is used
         w.initialized.fill_(True)
     assert torch.allclose(w(torch.full((6, 2, 1, 1), -5.0)), torch.tensor(-0.02 * WEIGHT_QMAX))
+
+
+def test_values_on_the_end_levels_count_as_inside():
+    """LSQ's range is inclusive: a value rounding exactly to level 0 or 255 is not clipped, so
+    its gradient passes straight through and its scale gradient is round(u) - u."""
+    q = ActQuantizer()
+    with torch.no_grad():
+        q.scale.fill_(0.1)
+        q.offset.fill_(-1.0)  # zero point 10: levels 0 and 255 are -1.0 and 24.5
+        q.initialized.fill_(True)
+    x = torch.tensor([[-0.98, 24.47, 24.56]], requires_grad=True)  # u = -9.8, 244.7, 245.6
+    out = q(x)
+    (gx,) = torch.autograd.grad(out.sum(), x, retain_graph=True)
+    assert gx.tolist() == [[1.0, 1.0, 0.0]]
+    g = 1 / math.sqrt(3 * ACT_QMAX)
+    gs = [torch.autograd.grad(out[0, i], q.scale, retain_graph=True)[0].item() / g
+          for i in range(2)]
+    assert gs == pytest.approx([-10 + 9.8, 245 - 244.7], abs=1e-4)
+
+
+def test_training_gradients_equal_the_lsq_plus_formula_on_a_large_tensor():
+    """The fused kernels against LSQ+ written out elementwise (inside: d/dx = 1,
+    d/ds = round(u) - u; clipped at the bottom / top: d/ds = -zp - b/s / 255 - zp - b/s,
+    d/db = 1), times the gradient scale."""
+    x = _x(5, (8, 16, 9, 9)) * 3
+    q = ActQuantizer().train()
+    q(x)
+    with torch.no_grad():
+        q.scale.mul_(0.5)  # clip a share of the values at both ends, with an offset
+        q.offset.mul_(0.5).add_(0.3 * q.scale)  # between two zero points
+    xg = x.clone().requires_grad_(True)
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(9))
+    gx, gs, gb = torch.autograd.grad(q(xg), (xg, q.scale, q.offset), gy)
+    s, b = q.step, q.offset.detach()
+    zp = q.zero_point()
+    u = x / s
+    t = torch.round(u) + zp
+    inside, low, high = (t >= 0) & (t <= ACT_QMAX), t < 0, t > ACT_QMAX
+    assert low.any() and high.any()
+    g = 1 / math.sqrt(x[0].numel() * ACT_QMAX)
+    want_s = (gy * torch.where(inside, torch.round(u) - u,
+                               torch.where(low, -zp, ACT_QMAX - zp) - b / s)).sum() * g
+    want_b = (gy * (~inside)).sum() * g
+    assert torch.equal(gx, gy * inside)
+    assert gs.item() == pytest.approx(want_s.item(), rel=1e-4)
+    assert gb.item() == pytest.approx(want_b.item(), rel=1e-4)

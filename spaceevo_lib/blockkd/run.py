@@ -186,8 +186,9 @@ def histories(out: Path) -> pd.DataFrame:
 
 
 #: what a job computes and records; bumped when that changes, so that a job folder of an
-#: earlier version is not reused (2: records the quantized NSR before LSQ+, ``ptq_nsr_*``)
-JOB_VERSION = 2
+#: earlier version is not reused (2: records the quantized NSR before LSQ+, ``ptq_nsr_*``;
+#: 3: LSQ+ on PyTorch's fused kernels, whose range includes both end levels)
+JOB_VERSION = 3
 
 
 def settings_key(settings: JobSettings) -> dict:

@@ -3,11 +3,11 @@
 files with their preprocessing, evaluated and timed from the files (:mod:`.deploy`)."""
 
 from .lsq import (ACT_QMAX, EPS, WEIGHT_QMAX, ActQuantizer, NotInitialisedError,
-                  WeightQuantizer, grad_scale, round_ste)
+                  WeightQuantizer, grad_scale)
 from .prepare import (QConv2d, QLinear, act_quantizers, fold_bn, frozen_for_export,
                       quantize_model, weight_quantizers)
 
 __all__ = ["ACT_QMAX", "EPS", "WEIGHT_QMAX", "ActQuantizer", "NotInitialisedError",
-           "WeightQuantizer", "grad_scale", "round_ste", "QConv2d", "QLinear",
+           "WeightQuantizer", "grad_scale", "QConv2d", "QLinear",
            "act_quantizers", "fold_bn", "frozen_for_export", "quantize_model",
            "weight_quantizers"]

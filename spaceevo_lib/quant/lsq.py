@@ -11,8 +11,13 @@ read it back.
   paper's reference code).
 
 Both use the straight-through estimator for rounding and LSQ's gradient scale
-``g = 1 / sqrt(N * Qp)`` (``N`` elements per sample for activations, per scale for weights),
-take their absolute scale clamped to at least :data:`EPS` (a scale of 0 gives inf/NaN), and
+``g = 1 / sqrt(N * Qp)`` (``N`` elements per sample for activations, per scale for weights).
+Training runs PyTorch's fused learnable fake-quant kernels (the ones behind
+``torch.ao.quantization._LearnableFakeQuantize``: one pass forward, one backward, about half
+the time of the same formula in elementwise autograd ops); the offset reaches them as the
+float zero point ``-b / s``, so autograd adds its path through ``s`` and ``b``. "Inside the
+range" includes both end levels, as in LSQ's definition. They
+take their absolute scale clamped to at least :data:`EPS` (a scale of 0 gives inf/NaN) and
 initialise from the first quantized forward in training mode: min-max for activations,
 max-abs for weights, averaged across processes under torch.distributed. The ``initialized``
 flag is a buffer, so it travels with the weights in a checkpoint.
@@ -28,11 +33,6 @@ from torch import nn
 EPS = 1e-8
 ACT_QMAX = 255  # uint8 activations: 0..255 (TFLite int8 is the same grid shifted by 128)
 WEIGHT_QMAX = 127  # int8 weights: -127..127 (symmetric, zero point 0)
-
-
-def round_ste(x: torch.Tensor) -> torch.Tensor:
-    """round(x) forward, identity backward."""
-    return x + (torch.round(x) - x).detach()
 
 
 def grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
@@ -102,10 +102,9 @@ class ActQuantizer(_Quantizer):
                 x, self.step.float(), self.zero_point().to(torch.int32), 0, ACT_QMAX)
         g = 1.0 / math.sqrt(max(1, x[0].numel()) * ACT_QMAX)
         s = grad_scale(self.scale.abs().clamp_min(EPS), g)
-        b = grad_scale(self.offset, g)
-        zp = torch.clamp(round_ste(-b / s), 0, ACT_QMAX)
-        q = torch.clamp(round_ste(x / s) + zp, 0, ACT_QMAX)
-        return (q - zp) * s
+        zp = torch.clamp(-grad_scale(self.offset, g) / s, 0, ACT_QMAX)  # rounded in the kernel
+        return torch._fake_quantize_learnable_per_tensor_affine(
+            x, s.reshape(1), zp.reshape(1), 0, ACT_QMAX, 1.0)
 
     def extra_repr(self) -> str:
         return "uint8, asymmetric, learned scale and offset"
@@ -136,10 +135,13 @@ class WeightQuantizer(_Quantizer):
             return self.fake_quantized(w)
         per_scale = w[0].numel() if self.per_channel else w.numel()
         g = 1.0 / math.sqrt(per_scale * WEIGHT_QMAX)
-        s = grad_scale(self.scale.abs().clamp_min(EPS), g)
+        s = grad_scale(self.scale.abs().clamp_min(EPS), g).reshape(-1)
+        zp = torch.zeros_like(s)
         if self.per_channel:
-            s = s.view(-1, *([1] * (w.dim() - 1)))
-        return torch.clamp(round_ste(w / s), -WEIGHT_QMAX, WEIGHT_QMAX) * s
+            return torch._fake_quantize_learnable_per_channel_affine(
+                w, s, zp, 0, -WEIGHT_QMAX, WEIGHT_QMAX, 1.0)
+        return torch._fake_quantize_learnable_per_tensor_affine(
+            w, s, zp, -WEIGHT_QMAX, WEIGHT_QMAX, 1.0)
 
     def integer_weight(self, w: torch.Tensor) -> torch.Tensor:
         """The int8 values (-127..127) the runtimes store."""
