@@ -46,7 +46,7 @@ def main() -> int:
             checks = verdicts(results)
             print(checks.round(3).to_string())
             if profile == "default":
-                ok &= bool(checks.holds.all())
+                ok &= bool(checks.holds.eq(True).all())  # undecided (None) is not a pass
             if args.keep and profile == "default":
                 import shutil
                 shutil.copytree(out, args.keep, dirs_exist_ok=True)
