@@ -16,11 +16,11 @@ Training runs PyTorch's fused learnable fake-quant kernels (the ones behind
 ``torch.ao.quantization._LearnableFakeQuantize``: one pass forward, one backward, about half
 the time of the same formula in elementwise autograd ops); the offset reaches them as the
 float zero point ``-b / s``, so autograd adds its path through ``s`` and ``b``. "Inside the
-range" includes both end levels, as in LSQ's definition. They
-take their absolute scale clamped to at least :data:`EPS` (a scale of 0 gives inf/NaN) and
-initialise from the first quantized forward in training mode: min-max for activations,
-max-abs for weights, averaged across processes under torch.distributed. The ``initialized``
-flag is a buffer, so it travels with the weights in a checkpoint.
+range" includes both end levels, as in LSQ's definition. Both quantizers take their absolute
+scale clamped to at least :data:`EPS` (a scale of 0 gives inf/NaN) and initialise from the
+first quantized forward in training mode: min-max for activations, max-abs for weights,
+averaged across processes under torch.distributed. The ``initialized`` flag is a buffer, so
+it travels with the weights in a checkpoint.
 """
 
 from __future__ import annotations
