@@ -358,3 +358,21 @@ def test_graphdef_conversion_equals_from_keras_model(tflite_setup):
         a, b = s["runner"](s[prec], threads=1), s["runner"](slow[prec], threads=1)
         assert a.ops == b.ops
         assert np.array_equal(_run_all(a, s["evals"]), _run_all(b, s["evals"]))
+
+
+def test_graphdef_taken_before_tensorflows_rewrapping_is_the_public_one(tflite_setup):
+    """The GraphDef taken from the freezing step before TensorFlow wraps it back into a
+    function (the fast path) gives byte-identical flatbuffers to the public
+    ``convert_variables_to_constants_v2``, for both precisions."""
+    from spaceevo_lib.export import tflite as T
+    s = tflite_setup
+    fast = T._frozen_graph(s["km"])
+    public = T._frozen_graph(s["km"], public=True)
+    assert fast[1:] == public[1:]
+    calib = keras_input(_images(32, 32, "train"))
+    try:
+        T._FROZEN[s["km"]] = public
+        by_public = (T.convert_tflite(s["km"], "fp32"), T.convert_tflite(s["km"], "int8", calib))
+    finally:
+        T._FROZEN[s["km"]] = fast
+    assert by_public == (s["fp32"], s["int8"])

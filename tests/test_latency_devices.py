@@ -185,3 +185,25 @@ def test_missing_runtime_names_package_and_install(tmp_path):
     assert not workdir.exists() and not Ghost().available()
 
 
+
+
+def test_keras_state_is_dropped_every_few_conversions_or_when_memory_grows(monkeypatch):
+    """Dropping Keras' global state after every conversion cost more than a block's
+    conversion; it is dropped every RELEASE_EVERY conversions, or sooner when the process grew
+    by RELEASE_GROWTH_MB."""
+    import sys
+    import types
+
+    from spaceevo_lib.latency import devices as D
+    cleared = []
+    monkeypatch.setitem(sys.modules, "keras", types.SimpleNamespace(
+        backend=types.SimpleNamespace(clear_session=lambda: cleared.append(1))))
+    rss = [1000.0]
+    monkeypatch.setattr(D, "_rss_mb", lambda: rss[0])
+    monkeypatch.setattr(D, "_since_release", {"conversions": 0, "rss_mb": None})
+    dropped = [D._release_keras() for _ in range(D.RELEASE_EVERY)]
+    assert dropped == [False] * (D.RELEASE_EVERY - 1) + [True] and len(cleared) == 1
+    assert not D._release_keras()
+    rss[0] += D.RELEASE_GROWTH_MB + 1  # a large conversion
+    assert D._release_keras() and len(cleared) == 2
+    assert D._release_keras(force=True) and len(cleared) == 3

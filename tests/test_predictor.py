@@ -161,8 +161,28 @@ def test_learned_composition_recovers_weight_streaming_and_call_costs():
     scalar = LatencyPredictor("ort-vnni", HS, "kernel", composition="scalar").fit(ut, whole)
     one = error_metrics(scalar.predict(pairs, "int8"), whole[latency_column("int8", "min")])
     assert learned["rmspe_pct"] < 1 < one["rmspe_pct"]
+    assert p.composition_loo["int8"]["form"] == "four terms"
     with pytest.raises(ValueError, match="composition must be one of"):
         LatencyPredictor("ort-vnni", HS, composition="median")
+
+
+def test_four_terms_are_kept_only_where_they_beat_one_factor_left_one_out():
+    """Whole networks that are one factor times their blocks, plus timing noise: four terms
+    fitted on ten of them chase the noise, leave-one-out shows it, and one factor is kept."""
+    from spaceevo_lib.predictor.model import composition_loo
+    ut, whole, _ = _tables(n_subnets=10, composition=1.2)
+    rng = np.random.default_rng(0)
+    for p in ("fp32", "int8"):
+        col = latency_column(p, "min")
+        whole[col] = whole[col] * (1 + 0.06 * rng.standard_normal(len(whole)))
+    pred = LatencyPredictor("ort-vnni", HS, "kernel").fit(ut, whole)
+    for p in ("fp32", "int8"):
+        loo = pred.composition_loo[p]
+        assert loo["form"] == "one factor" and loo["one_factor"] <= loo["four_terms"]
+        assert pred.composition[p][1:] == (0.0, 0.0, 0.0)
+    # the scores are leave-one-out: a perfect one-factor set scores 0 for one factor
+    x = np.c_[np.arange(1.0, 9.0), np.ones(8), np.arange(8.0), np.ones(8) * 2]
+    assert composition_loo(x, 1.5 * x[:, 0])["one_factor"] == pytest.approx(0, abs=1e-9)
 
 
 def test_the_statistic_chooses_the_columns():
@@ -422,3 +442,34 @@ def test_depthwise_kernel_costs_show_a_slow_large_kernel():
     assert d.loc[("int8", 5), "vs_k5"] == pytest.approx(1.0)
     assert d.loc[("int8", 7), "vs_k5"] > 2.5 and d.loc[("fp32", 3), "blocks"] == 3
     assert depthwise_kernel_costs(t.iloc[:0]).empty
+
+
+def test_wholes_are_timed_with_their_own_protocol_and_blocks_with_half_the_visits(monkeypatch):
+    """The ground truth (whole networks) gets the longer ``whole_protocol``; blocks, the many
+    cheap training data, ``protocol`` at half its visits."""
+    from spaceevo_lib.latency.protocol import Protocol
+    from spaceevo_lib.predictor import experiment as px
+    from spaceevo_lib.predictor.sampling import Measurer
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def units(self, units, table="units"):
+        seen["units"] = self.protocol
+        return None
+
+    def networks(self, jobs, table="wholes"):
+        seen["wholes"] = self.protocol
+        raise Stop
+
+    monkeypatch.setattr(Measurer, "units", units)
+    monkeypatch.setattr(Measurer, "networks", networks)
+    blocks, wholes = Protocol(visits=8, budget_ms=20), Protocol(visits=8, budget_ms=50)
+    with pytest.raises(Stop):
+        px.build_predictor("ort-vnni", HS, None, np.zeros((1, 3, 32, 32), np.float32),
+                           protocol=blocks, whole_protocol=wholes, additivity_subnets=1,
+                           rounds=0, train_subnets=1, validation_subnets=1, baselines=(),
+                           include_seqnets=False)
+    assert seen["wholes"] == wholes
+    assert seen["units"].budget_ms == 20 and seen["units"].visits == 4

@@ -88,26 +88,39 @@ def convert_tflite(model: keras.Model, precision: str,
 _FROZEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _frozen_graph(model: keras.Model) -> tuple[Any, str, tuple[int, ...], list[str]]:
+def _frozen_graph(model: keras.Model, public: bool = False
+                  ) -> tuple[Any, str, tuple[int, ...], list[str]]:
     """The model's forward pass at batch 1 as a frozen GraphDef (weights as constants), with
     its input name, input shape and output names.
 
     ``TFLiteConverter.from_keras_model`` writes and re-reads a SavedModel on every call
     (about 15 s for a 30-block subnet here); converting one frozen trace gives the same
-    operators in a fraction of the time and is reused by the second precision.
+    operators in a fraction of the time and is reused by the second precision. The GraphDef is
+    taken from TensorFlow's freezing step before it wraps it back into a function
+    (``convert_variables_to_constants_v2`` does both; the wrapping was half of this function's
+    time for a 32-px subnet and is not needed by the GraphDef converter: the flatbuffers are
+    byte-identical, tested). ``public`` uses the public function alone.
     """
-    if model in _FROZEN:
+    if model in _FROZEN and not public:
         return _FROZEN[model]
     tf = _tensorflow()
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2)
+    from tensorflow.python.framework import convert_to_constants as c2c
     shape = (1, *(int(d) for d in model.inputs[0].shape[1:]))
     fn = tf.function(lambda x: model(x, training=False))
-    frozen = convert_variables_to_constants_v2(
-        fn.get_concrete_function(tf.TensorSpec(shape, tf.float32)))
-    out = (frozen.graph.as_graph_def(), frozen.inputs[0].name.split(":")[0], shape,
-           [t.name.split(":")[0] for t in frozen.outputs])
-    _FROZEN[model] = out
+    concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32))
+    freeze = getattr(c2c, "_replace_variables_by_constants", None)
+    data = getattr(c2c, "_FunctionConverterDataInEager", None)
+    if public or freeze is None or data is None:  # (a TensorFlow without the two helpers)
+        frozen = c2c.convert_variables_to_constants_v2(concrete)
+        graph_def, inputs, outputs = frozen.graph.as_graph_def(), frozen.inputs, frozen.outputs
+    else:
+        graph_def, _ = freeze(data(func=concrete, lower_control_flow=True,
+                                   aggressive_inlining=False))
+        inputs, outputs = concrete.inputs, concrete.outputs
+    out = (graph_def, inputs[0].name.split(":")[0], shape,
+           [t.name.split(":")[0] for t in outputs])
+    if not public:
+        _FROZEN[model] = out
     return out
 
 

@@ -74,12 +74,18 @@ def error_by(validation: pd.DataFrame, column: str, bins: int = 4) -> pd.DataFra
 
 
 def composition_table(predictors) -> pd.DataFrame:
-    """The fitted composition terms (eq-composition) of each predictor, per precision."""
+    """The fitted composition terms (eq-composition) of each predictor, per precision, with
+    the form kept (four terms or one factor) and both forms' leave-one-out RMSPE on the
+    fitting networks that chose it."""
     from .model import COMPOSITION_TERMS
     rows = []
     for p in predictors:
         for prec, coef in p.composition.items():
+            loo = p.composition_loo.get(prec, {})
             rows.append({"device": p.device, "hyperspace": p.hyperspace, "precision": prec,
+                         "form": loo.get("form", ""),
+                         "loo_rmspe_four_terms_pct": loo.get("four_terms", float("nan")),
+                         "loo_rmspe_one_factor_pct": loo.get("one_factor", float("nan")),
                          **dict(zip(("a (x sum of blocks)", "b (ms per M weights)",
                                      "c (ms per block)", "d (ms per M tensor elements)"),
                                     coef))})
