@@ -398,3 +398,14 @@ def test_the_chapter_says_where_the_features_live(teacher, bank):
                                        32, RES, cache=False)
     assert "on the fly" in kd_teacher.describe_banks((streamed, streamed))
     assert "kept in memory" in kd_teacher.describe_banks((bank, bank))
+
+
+def test_a_retrained_teacher_gets_a_new_job_folder():
+    """Students are keyed on the teacher's checkpoints too: a rerun of the INT8 chapter with
+    another recipe must not reuse students distilled from the earlier teacher."""
+    from spaceevo_lib.blockkd.run import JobSettings, job_folder_name
+    from spaceevo_lib.train import TrainConfig
+    s = JobSettings(fp32=TrainConfig(), int8=TrainConfig(), samples=1, recal_images=1,
+                    eval_images=1)
+    a, b = job_folder_name(s, "0" * 64), job_folder_name(s, "1" * 64)
+    assert a != b and a == job_folder_name(s, "0" * 64) and a.startswith("blockkd-")

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from spaceevo_lib.export.onnx import export_qdq, graph_ops, optimized_ops
+from spaceevo_lib.host import cpu_info
 from spaceevo_lib.nn.models import create_model
 from spaceevo_lib.quant import NotInitialisedError
 from spaceevo_lib.quant.prepare import (ActQuantizer, QConv2d, act_quantizers, fold_bn,
@@ -128,6 +129,11 @@ def test_qdq_file_fuses_into_integer_kernels_and_equals_the_fake_quant_network(t
         want = q(x).numpy()
     got = np.concatenate([sess.run(None, {"input": x[i:i + 1].numpy()})[0]
                           for i in range(len(x))])
+    if not cpu_info()["vnni"]:
+        # without VNNI, onnxruntime's uint8 x int8 kernels add pairs of products in int16
+        # and saturate (its documentation; training-notes): the file then differs from the
+        # fake-quant network by more than rounding, a property of the host, not of the export
+        pytest.skip("QDQ = fake-quant needs VNNI (this CPU has none: U8S8 saturates)")
     # rounding ties (PyTorch multiplies by 1/s, onnxruntime divides by s) move single values
     # one step, and a step early in the network moves the logits a little: the outputs agree
     # within a few percent of their largest value, and within 2 % on average

@@ -182,7 +182,9 @@ def test_extracted_subnet_exports_to_keras_and_onnx(hyperspace, images32, tmp_pa
         want = model(x).numpy()  # (N, 10)
     km = to_keras(model, model.input_shape)
     got = np.concatenate([torch_output_like(km(keras_input(x[i:i + 1]))) for i in range(len(x))])
-    assert rel_diff(want, got) < 1e-4
+    # (float kernels sum in an order that depends on the CPU's vector width: 1.1e-4 seen on an
+    # AVX2-only host, below 1e-4 with AVX-512)
+    assert rel_diff(want, got) < 2e-4
     path = export_onnx(model, model.input_shape, tmp_path / "subnet.onnx")
     # onnxruntime (ORT_ENABLE_ALL) folds BN into the convs and sums in another order: ~1e-4
     assert rel_diff(want[:1], OrtRunner(path).run(x[:1].numpy())) < 1e-3

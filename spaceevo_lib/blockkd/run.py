@@ -280,7 +280,8 @@ def train_students(params: dict, progress: bool = True) -> Path:
     teacher, teacher_int8, tparams = load_teachers(cfg.profile)
     hyperspaces = list(p["hyperspaces"].values())
     resolutions = table_resolutions(as_hyperspace(hyperspaces[0]))
-    out = store.Run("blockkd", cfg.profile).path / job_folder_name(p["settings"])
+    out = store.Run("blockkd", cfg.profile).path / job_folder_name(
+        p["settings"], tparams["checkpoints_sha256"])
     images = teacher_images(tparams["resolution"], cfg.train_images,
                             cfg.recal_images + cfg.eval_images, cfg.seed, cfg.dataset)
     splits = stage_boundaries(teacher), stage_boundaries(teacher_int8)
@@ -292,10 +293,13 @@ def train_students(params: dict, progress: bool = True) -> Path:
     return out
 
 
-def job_folder_name(settings: JobSettings) -> str:
-    """The jobs' folder in the chapter's run: keyed by every setting that changes a student."""
+def job_folder_name(settings: JobSettings, teacher: str = "") -> str:
+    """The jobs' folder in the chapter's run: keyed by every setting that changes a student and
+    by the teacher (``teacher``: the ``checkpoints_sha256`` of
+    :func:`~spaceevo_lib.train.int8.load_teachers`; a retrained teacher gets new students)."""
     from ..store import stable_hash
-    return "blockkd-" + stable_hash(settings_key(settings))[:10]
+    key = settings_key(settings) | ({"teacher": teacher} if teacher else {})
+    return "blockkd-" + stable_hash(key)[:10]
 
 
 def split_agreement(teacher, split, x) -> float:

@@ -273,8 +273,11 @@ def chapter_glue(results: pd.DataFrame, history: pd.DataFrame, checks: pd.DataFr
 
 def load_teachers(profile: str, root: Path | None = None):
     """The trained teacher of this chapter's run at ``profile``: (FP32 network, LSQ+ INT8
-    network, the run's parameters), rebuilt from the builder and loaded from the checkpoints
+    network, the run's parameters plus ``checkpoints_sha256``, a digest of both checkpoints
+    that later chapters key their results on, so that a retrained teacher is never mixed with
+    students of the earlier one), rebuilt from the builder and loaded from the checkpoints
     (``weights_only``). MissingResultError names the chapter to run first."""
+    import hashlib
     import json
 
     from ..quant.prepare import quantize_model
@@ -294,4 +297,7 @@ def load_teachers(profile: str, root: Path | None = None):
     q = quantize_model(model, per_channel=params["per_channel"])
     state = load_checkpoint(lsq_ckpt, f"{arch}/lsq{'' if params['per_channel'] else '-per-tensor'}")
     q.load_state_dict(state["model"])
-    return model, q.eval(), params
+    digest = hashlib.sha256()
+    for f in (fp32_ckpt, lsq_ckpt):
+        digest.update(f.read_bytes())
+    return model, q.eval(), {**params, "checkpoints_sha256": digest.hexdigest()}
