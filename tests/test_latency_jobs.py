@@ -102,3 +102,23 @@ def test_groups_bound_both_count_and_model_memory():
     assert [s for s, _ in groups] == [0, 2, 4, 6]
     groups = list(J._groups(jobs, infos, replace(FAST, group=3, group_mb=10_000)))
     assert [len(g) for _, g in groups] == [3, 3, 1]
+
+
+def test_job_keys_follow_the_registered_builder_name_not_its_module():
+    """Moving a builder to another module keeps its key (stored measurements survive)."""
+    spec = unit_spec(UNITS[0])
+    before = J.Job.make("ort-vnni", build_unit, spec, UNITS[0].input_shape).key
+    module, qualname = build_unit.__module__, build_unit.__qualname__
+    try:
+        build_unit.__module__, build_unit.__qualname__ = "spaceevo_lib.elsewhere", "moved"
+        assert J.Job.make("ort-vnni", build_unit, spec, UNITS[0].input_shape).key == before
+    finally:
+        build_unit.__module__, build_unit.__qualname__ = module, qualname
+    assert J.BUILDERS[build_unit.job_builder_name] is build_unit
+
+    def unregistered(**kw):
+        return None
+    with pytest.raises(ValueError, match="not a registered job builder"):
+        J.Job.make("ort-vnni", unregistered, spec, UNITS[0].input_shape)
+    with pytest.raises(ValueError, match="is taken"):
+        J.job_builder(build_unit.job_builder_name)(unregistered)

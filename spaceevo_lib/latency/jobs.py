@@ -16,9 +16,11 @@ measured by :func:`run_jobs`, in two phases:
    run's table, and every visit to ``<table>-visits``, as soon as the group is done.
 
 A :class:`Job` names its module by a builder function and keyword arguments (both picklable),
-never by a live module, so workers can rebuild it. One key per job covers everything its record
-depends on; a rerun measures only what is new, and a table from another protocol version is
-refused with a message rather than mixed in.
+never by a live module, so workers can rebuild it. Builders are registered under a stable name
+(:func:`job_builder`) and the key hashes that name, not the function's module path, so moving
+code between modules keeps every stored measurement. One key per job covers everything its
+record depends on; a rerun measures only what is new, and a table from another protocol version
+is refused with a message rather than mixed in.
 """
 
 from __future__ import annotations
@@ -42,6 +44,32 @@ from .devices import CompiledPair, get_device, make_record
 from .protocol import Protocol, check_protocol_version, summarize_visits, time_networks
 
 log = logging.getLogger(__name__)
+
+
+#: Registered module builders by name (see :func:`job_builder`).
+BUILDERS: dict[str, Callable[..., Any]] = {}
+
+
+def job_builder(name: str):
+    """Register a module builder under ``name``: job keys hash this name, so a builder moved to
+    another module (or renamed) keeps the keys of everything measured with it."""
+    def register(fn):
+        if BUILDERS.get(name, fn) is not fn:
+            raise ValueError(f"job builder name {name!r} is taken by {BUILDERS[name]!r}")
+        BUILDERS[name] = fn
+        fn.job_builder_name = name
+        return fn
+    return register
+
+
+def builder_name(build: Callable[..., Any]) -> str:
+    """The registered name of ``build``; an unregistered builder is refused (its key would
+    change whenever the code moves)."""
+    name = getattr(build, "job_builder_name", None)
+    if name is None:
+        raise ValueError(f"{build!r} is not a registered job builder: decorate it with "
+                         f"@job_builder('<stable name>')")
+    return name
 
 
 @dataclass(frozen=True)
@@ -70,9 +98,10 @@ class Job:
 
     @staticmethod
     def key_for(device, build, spec, shape, options, protocol: Protocol) -> str:
-        """The module (builder + spec + shape), the device and its options, the protocol and
-        the library version: unchanged keys are reused, anything else is measured again."""
-        return stable_hash({"device": device, "build": f"{build.__module__}.{build.__qualname__}",
+        """The module (registered builder name + spec + shape), the device and its options, the
+        protocol and the library version: unchanged keys are reused, anything else is measured
+        again."""
+        return stable_hash({"device": device, "build": builder_name(build),
                             "spec": [list(kv) for kv in spec], "shape": list(shape),
                             "options": [list(kv) for kv in options],
                             "protocol": protocol.as_dict(), "spaceevo_lib": __version__})[:16]

@@ -16,6 +16,7 @@ import yaml
 
 from ..nn import create_block, create_model, create_operator, list_operators, operator_input_shape
 from ..nn.models import TORCHVISION_MODELS
+from .jobs import job_builder
 
 KINDS = ("operator", "conv1x1", "block", "model")
 
@@ -74,6 +75,7 @@ class ZooItem:
         return m.eval()
 
 
+@job_builder("zoo-item")
 def build_item(kind: str, op_type: str, spec: tuple) -> Any:
     """The module of a zoo item from its fields (a picklable measurement-job builder)."""
     return ZooItem(kind, op_type, tuple(tuple(kv) for kv in spec)).build()

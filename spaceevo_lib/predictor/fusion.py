@@ -16,10 +16,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..latency.jobs import job_builder
+
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
 PROBES = ("conv", "conv+bn", *(f"conv+bn+{a}" for a in ACTIVATIONS), *ACTIVATIONS)
 
 
+@job_builder("fusion-probe")
 def build_probe(probe: str, channels: int, k: int = 3):
     """The module of one probe: ``conv`` (depthwise k x k), ``conv+bn``, ``conv+bn+<act>`` or
     ``<act>`` alone."""

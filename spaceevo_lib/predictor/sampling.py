@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..latency.jobs import Job, run_jobs
+from ..latency.jobs import Job, job_builder, run_jobs
 from ..latency.protocol import Protocol
 from ..space.encoding import SpaceChoice, Subnet, published_spaces, published_subnets
 from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
@@ -69,12 +69,14 @@ def seqnets(hyperspace: Hyperspace | str) -> list[tuple[str, str, str]]:
     return out
 
 
+@job_builder("subnet")
 def build_subnet_module(space: str, subnet: str):
     """A subnet's static network from its encodings (a picklable :class:`Job` builder)."""
     from ..space.build import build_subnet
     return build_subnet(space, subnet)
 
 
+@job_builder("baseline-model")
 def build_baseline(name: str, **kwargs):
     """A torchvision baseline with random weights (a picklable :class:`Job` builder);
     ``kwargs`` go to :func:`~spaceevo_lib.nn.models.create_model` (``num_classes``,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..latency.jobs import job_builder
+
 #: The rule (issue "latency ground truth"): the story is kept when the max subnet gains at
 #: least this much from INT8 on ort-vnni ...
 STORY_MAX_SPEEDUP = 1.5
@@ -54,6 +56,7 @@ CANDIDATES = (ScaleCandidate("w4-s2", 4, 32, 2), ScaleCandidate("w2-s2", 2, 32, 
 FROZEN = "train"
 
 
+@job_builder("scale-network")
 def build_scale_network(base: str, label: str, which: str, width_divisor: float = 0,
                         max_resolution: int = 224, stem_stride: int = 2):
     """The network ``which`` (``min``, ``max`` or ``mobilenet_v3_small``) of a candidate scale

@@ -17,6 +17,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ..latency.jobs import job_builder
 from ..space.encoding import SpaceChoice, Subnet, _as_space
 from ..space.hyperspace import as_hyperspace
 
@@ -113,6 +114,7 @@ def _out(hw: int, stride: int) -> int:
 # ----------------------------------------------------------------------------- modules
 
 
+@job_builder("block-unit")
 def build_unit(code: str, act: str, cin: int, cout: int, k: int, e: float, stride: int,
                hw: int = 0, fe: int = 0, fm: int = 0):
     """The PyTorch module of one unit (the keyword form of :class:`Unit`, so that latency
