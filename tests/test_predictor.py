@@ -360,7 +360,7 @@ def test_mobilenet_v2_is_priced_from_the_hyperspaces_units():
     assert p.predict_unit_lists([units], "int8")[0] > 0
     # at the training scale: 10 classes and the stem at stride 1, as the subnets have
     small = baseline_units("mobilenet_v2", 32, 10, stem_stride=1)
-    m32 = create_model("mobilenet_v2", num_classes=10, stem_stride=1)
+    m32 = create_model("mobilenet_v2", n_classes=10, stem_stride=1)
     assert sum(unit_cost(u)["macs"] for u in small) == count_macs(m32, (1, 3, 32, 32))
     assert network_units("torchvision", "mobilenet_v2@r32/c10/s1") == small
     assert network_units("torchvision", "mobilenet_v2@r96") == units

@@ -107,7 +107,7 @@ def test_qdq_file_fuses_into_integer_kernels_and_equals_the_fake_quant_network(t
         model = _subnet()
     else:
         torch.manual_seed(0)
-        model = create_model("mobilenet_v3_small", num_classes=10, stem_stride=1)
+        model = create_model("mobilenet_v3_small", n_classes=10, stem_stride=1)
         _randomise_bn(model)
         model.eval()
     x = _real_images(8)  # calibrated and compared on real images

@@ -12,7 +12,7 @@ TORCHVISION_MODELS = ("mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2"
                       "efficientnet_b0", "resnet18", "resnet50")
 
 
-def create_model(name: str, num_classes: int = 1000, seed: int = 0,
+def create_model(name: str, n_classes: int = 1000, seed: int = 0,
                  stem_stride: int = 2) -> nn.Module:
     """A torchvision model by name, randomly initialised with ``seed``, in eval mode.
 
@@ -27,7 +27,7 @@ def create_model(name: str, num_classes: int = 1000, seed: int = 0,
     if stem_stride not in (1, 2):
         raise ValueError(f"stem_stride must be 1 or 2; got {stem_stride}")
     torch.manual_seed(seed)
-    m = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    m = getattr(torchvision.models, name)(weights=None, num_classes=n_classes)
     if stem_stride != 2:
         stem = next(c for c in m.modules() if isinstance(c, nn.Conv2d))
         stem.stride = (stem_stride, stem_stride)

@@ -280,7 +280,7 @@ def baseline_build(hs) -> dict:
     """How the torchvision baselines are built for a hyperspace: its classes, and the
     training scale's stem stride 1 when its stem has stride 1."""
     stem = hs.stage("first_conv").stride
-    return {"num_classes": hs.n_classes, "stem_stride": stem}
+    return {"n_classes": hs.n_classes, "stem_stride": stem}
 
 
 def _dedupe(jobs):

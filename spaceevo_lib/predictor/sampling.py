@@ -79,23 +79,18 @@ def build_subnet_module(space: str, subnet: str):
 @job_builder("baseline-model")
 def build_baseline(name: str, **kwargs):
     """A torchvision baseline with random weights (a picklable :class:`Job` builder);
-    ``kwargs`` go to :func:`~spaceevo_lib.nn.models.create_model` (``num_classes``,
+    ``kwargs`` go to :func:`~spaceevo_lib.nn.models.create_model` (``n_classes``,
     ``stem_stride``)."""
     from ..nn.models import create_model
     return create_model(name, **kwargs)
 
 
-def baseline_subnet(name: str, resolution: int, num_classes: int = 1000,
+def baseline_subnet(name: str, resolution: int, n_classes: int = 1000,
                     stem_stride: int = 2) -> str:
     """The row id of a baseline: ``<name>@r<resolution>`` plus ``/c<classes>/s<stem stride>``
     when they differ from torchvision's defaults."""
-    extra = "" if (num_classes, stem_stride) == (1000, 2) else f"/c{num_classes}/s{stem_stride}"
+    extra = "" if (n_classes, stem_stride) == (1000, 2) else f"/c{n_classes}/s{stem_stride}"
     return f"{name}@r{resolution}{extra}"
-
-
-def _unit_args(build: dict) -> dict:
-    return {"n_classes": build.get("num_classes", 1000),
-            "stem_stride": build.get("stem_stride", 2)}
 
 
 def _unit_meta(u: Unit) -> dict:
@@ -149,11 +144,11 @@ class Measurer:
                       **build) -> list[Job]:
         """torchvision baselines as rows like :meth:`subnet_jobs`' (space ``torchvision``,
         subnet ``<name>@r<resolution>``); ``build`` goes to the model builder (e.g.
-        ``stem_stride``, ``num_classes``)."""
+        ``stem_stride``, ``n_classes``)."""
         from .units import baseline_units
         jobs = []
         for name in names:
-            n_units = len(baseline_units(name, resolution, **_unit_args(build)))  # refuses
+            n_units = len(baseline_units(name, resolution, **build))  # refuses
             #                                                           unpriceable models
             jobs.append(Job.make(self.device, build_baseline, {"name": name, **build},
                                  (1, 3, resolution, resolution),

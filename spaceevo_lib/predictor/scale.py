@@ -66,7 +66,7 @@ def build_scale_network(base: str, label: str, which: str, width_divisor: float 
     from ..space.encoding import SpaceChoice, max_subnet, min_subnet, published_spaces
     from ..space.hyperspace import get_hyperspace
     if which == "mobilenet_v3_small":
-        return create_model(which, num_classes=1000 if label == "paper" else 10,
+        return create_model(which, n_classes=1000 if label == "paper" else 10,
                             stem_stride=stem_stride)
     if label == "paper":
         hs = get_hyperspace(base)

@@ -340,7 +340,7 @@ def baseline_units(name: str, resolution: int, n_classes: int = 1000,
     from torch import nn
 
     from ..nn.models import create_model
-    m = create_model(name, num_classes=n_classes, stem_stride=stem_stride)
+    m = create_model(name, n_classes=n_classes, stem_stride=stem_stride)
     convs = lambda mod: [c for c in mod.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
     first = convs(m.features[0])[0]
     units = [Unit("FirstConv", "relu6", 3, first.out_channels, first.kernel_size[0], 0.0,

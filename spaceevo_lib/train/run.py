@@ -35,7 +35,7 @@ def build_network(name: str, resolution: int, n_classes: int = 10,
         return build_subnet(space, subnet, n_classes=n_classes), name
     from ..nn.models import create_model
     stem = 1 if resolution <= 32 else 2
-    return (create_model(name, num_classes=n_classes, stem_stride=stem).train(),
+    return (create_model(name, n_classes=n_classes, stem_stride=stem).train(),
             f"{name}/c{n_classes}/s{stem}")
 
 
