@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import pandas as pd
+from myst_nb import glue as myst_glue
+
 from ._io import atomic_path, write_json
-from .config import check_profile, chapter_config, chapters, get_chapter
+from .config import chapter_config, chapters, check_profile, get_chapter
 from .settings import PROFILE_ENV, project_root, runs_dir
 
 
@@ -41,8 +44,8 @@ def run_chapter(name: str, params: Mapping[str, Any] | None = None,
     The copy is written atomically; a failed run is kept as ``_build/failed/<notebook>`` for
     inspection and raises :class:`ChapterFailed`.
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
+    import papermill as pm  # heavy: papermill
+    from papermill.exceptions import PapermillExecutionError  # heavy: papermill
 
     params = dict(params or {})
     # the book and `spaceevo chapter` run the profile they are given: `make lab`'s
@@ -97,6 +100,13 @@ def _run_chapter(name, params, root, progress, pm, PapermillExecutionError) -> P
     return dst
 
 
+def glue(values: Mapping[str, Any]) -> None:
+    """Glue each value under its name for the page's text (``{glue:}`` roles, myst-nb),
+    without displaying it: a chapter's cited numbers come from its module in one call."""
+    for name, value in values.items():
+        myst_glue(name, value, display=False)
+
+
 def timings(name: str) -> list[dict]:
     """Wall times of this chapter's last run at each profile on this host (from the store)."""
     out = []
@@ -109,7 +119,6 @@ def timings(name: str) -> list[dict]:
 
 def timing_table(name: str):
     """:func:`timings` as a table for a chapter's "Compute" header."""
-    import pandas as pd
     rows = [{"profile": t["profile"], "wall time (s)": t["seconds"], "finished": t["finished"]}
             for t in timings(name)]
     if not rows:

@@ -14,10 +14,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 
-from .config import PROFILES, ParameterError, chapters, get_chapter, parse_cli_value
+from . import book
+from .config import PROFILES, ParameterError, chapters, check_profile, get_chapter, parse_cli_value
 from .data.errors import DataError
+from .data.fetch import fetch
+from .settings import PROFILE_ENV, project_root, runs_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="a parameter of the chapter, as for 'spaceevo chapter blockkd'")
     args = ap.parse_args(argv)
 
-    from . import book
     try:
         if args.cmd == "book":
             index = book.build_book(args.profile, html=not args.no_html)
@@ -74,13 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "train":
             return _train(args)
         elif args.cmd == "blockkd-students":
-            from .blockkd.run import train_students
+            from .chapters.blockkd import train_students  # heavy: imports torch
             out = train_students({k: parse_cli_value(v) for k, v in args.p})
             print(f"[spaceevo] stage students: {out}")
         elif args.cmd == "params":
             _print_params(args.name)
         else:
-            from .data.fetch import fetch
             fetch(args.name)
     except (ParameterError, DataError, book.ChapterFailed) as e:
         print(f"spaceevo: error: {e}", file=sys.stderr)
@@ -91,11 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 def _lab(args) -> int:
     """JupyterLab from this environment (its python3 kernel is this interpreter), rooted at
     the notebooks, with SPACEEVO_PROFILE set for its kernels."""
-    import os
-    import subprocess
-
-    from .config import check_profile
-    from .settings import PROFILE_ENV, project_root
     check_profile(args.profile)
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={project_root()}",
            "--LabApp.default_url=/lab/tree/notebooks"]
@@ -113,9 +111,8 @@ def _lab(args) -> int:
 
 
 def _train(args) -> int:
-    from .settings import runs_dir
-    from .train import CheckpointError
-    from .train.run import main as train_main
+    from .train import CheckpointError  # heavy: imports torch
+    from .train.run import main as train_main  # heavy: imports torch
     out = args.out or str(runs_dir() / "train" / args.name.replace(":", "_").replace("/", "_"))
     try:
         lsq = ({k: parse_cli_value(v) for k, v in args.l} if args.lsq or args.l else None)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Mapping
 
+import pandas as pd
 import yaml
 
 from .settings import PROFILE_ENV
@@ -210,7 +211,6 @@ def parse_cli_value(text: str) -> Any:
 
 def chapters_table():
     """The book's chapters with their notebooks and parameters (for the introduction)."""
-    import pandas as pd
     rows = [{"chapter": c.name, "title": c.title, "notebook": f"notebooks/{c.notebook}",
              "parameters": ", ".join(c.allowed_names)} for c in chapters().values()]
     return pd.DataFrame(rows)

@@ -6,8 +6,10 @@ this host has VNNI decides whether its INT8 numbers are comparable with the pape
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import time
 from pathlib import Path
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
@@ -45,7 +47,7 @@ def memory_gib() -> float | None:
 
 def gpu_available() -> bool:
     try:
-        import torch
+        import torch  # heavy: torch
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
@@ -86,8 +88,6 @@ def cpu_activity(seconds: float = 0.2, proc: Path = Path("/proc")) -> dict:
     1-minute load average) and ``top``: up to five processes that used the most CPU, as
     ``{"pid", "name", "cores"}``. On a system without ``/proc`` every number is NaN.
     """
-    import math
-    import time
     stat = proc / "stat"
     if not stat.is_file():
         return {"busy_cores": math.nan, "steal_cores": math.nan, "load1": math.nan, "top": []}

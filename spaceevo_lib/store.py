@@ -9,9 +9,21 @@ Layout (``runs/`` is ``SPACEEVO_RUNS_DIR``, default ``<project>/runs``)::
         <name>.json            small results   <name>.pt       tensors / state dicts
         <name>.meta.json       the cache key a result was computed from
 
-Later chapters read earlier chapters' results with ``Run(chapter, profile).load_table(name)``.
-:meth:`Run.cached` returns a stored result when its key (inputs + library version) is unchanged,
-so rebuilding the book does not redo finished measurements.
+Later chapters read an earlier chapter's results through that chapter's reader in
+:mod:`spaceevo_lib.chapters` (``load_results``, ``load_measurements``, ``load_predictor``), which
+reads with :meth:`Run.load`.
+
+Caching: a rebuild with unchanged inputs recomputes nothing. Three mechanisms, one rule (a
+stored result is reused only when everything it was made from is unchanged):
+
+* :meth:`Run.cached`: a result beside ``<name>.meta.json``, the digest of its key (the
+  inputs the caller names + the library version); another key recomputes it.
+* latency jobs (:mod:`spaceevo_lib.latency.jobs`): one record per job, keyed by the builder's
+  registered name, its spec, input shape, device options, timing protocol and library
+  version; a table appends only the jobs whose key it lacks.
+* block-wise distillation jobs (:mod:`spaceevo_lib.blockkd.jobs`): a job folder keyed by the
+  student settings, the job version and the teacher's checkpoints; a finished job leaves
+  ``done.json`` and is skipped.
 """
 
 from __future__ import annotations
@@ -25,10 +37,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from . import __version__
+import pandas as pd
+
 from ._io import atomic_write, stable_hash, write_json
+from ._version import __version__
 from .config import ChapterConfig, check_profile, get_chapter
-from .settings import runs_dir
+from .settings import project_root, runs_dir
 
 SUMMARY_FIELDS = ("name", "value", "unit", "paper")
 #: Optional record fields: ``artifact``, the file a record was measured on, relative to the
@@ -84,7 +98,7 @@ class Run:
         if kind == "json":
             return write_json(self.file(name, kind), obj)
         if kind == "torch":
-            import torch
+            import torch  # heavy: torch
             return atomic_write(self.file(name, kind), lambda p: torch.save(obj, p))
         raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(_KINDS)}")
 
@@ -98,11 +112,10 @@ class Run:
                 f"{self.profile}`, or `make book PROFILE={self.profile}`)"
             )
         if kind in ("parquet", "csv"):
-            import pandas as pd
             return pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
         if kind == "json":
             return json.loads(path.read_text())
-        import torch
+        import torch  # heavy: torch
         return torch.load(path, weights_only=True)
 
     def save_figure(self, fig: Any, name: str, dpi: int = 120) -> None:
@@ -175,7 +188,6 @@ def check_record(r: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
-    from .settings import project_root
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(),
                              capture_output=True, text=True, timeout=10)

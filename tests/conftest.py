@@ -9,7 +9,7 @@ import pytest
 
 from spaceevo_lib.settings import DATA_ENV, RUNS_ENV, data_dir, project_root
 
-BOOK_FILES = ("_config.yml", "_toc.yml", "book/README.md")
+BOOK_FILES = ("_config.yml", "_toc.yml", "book/README.md", "book/_static/spaceevo.css")
 
 
 def have_imagenette() -> bool:

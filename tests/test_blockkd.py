@@ -6,19 +6,20 @@ import pandas as pd
 import pytest
 import torch
 
-from spaceevo_lib.blockkd import (BlockKDError, FeatureBank, StageStudent, nsr,
-                                  stage_boundaries, verdicts)
-from spaceevo_lib.blockkd import run as kd
+from spaceevo_lib.blockkd import BlockKDError, FeatureBank, StageStudent, nsr, stage_boundaries
+from spaceevo_lib.blockkd import jobs as kd
 from spaceevo_lib.blockkd import spaces as own
+from spaceevo_lib.chapters import blockkd as chapter
+from spaceevo_lib.chapters.blockkd import verdicts
 from spaceevo_lib.blockkd import tables as luts
 from spaceevo_lib.blockkd import teacher as kd_teacher
 from spaceevo_lib.blockkd.students import SubStage, initialise_quantizers, train_student
 from spaceevo_lib.blockkd.teacher import check_teacher
 from spaceevo_lib.data.reference import read_lut_csv
-from spaceevo_lib.quant.elastic import QDynamicConv2d, quantize_elastic
+from spaceevo_lib.supernet.quantized import QDynamicConv2d, quantize_elastic
 from spaceevo_lib.supernet.elastic import DynamicConv2d
 from spaceevo_lib.train.config import TrainConfig
-from spaceevo_lib.train.int8 import teacher_network
+from spaceevo_lib.train.networks import teacher_network
 from spaceevo_lib.train.sandwich import sandwich_loss
 
 RES = (24, 28, 32)
@@ -40,7 +41,7 @@ def bank(teacher):
 def test_teacher_split_features_equal_the_whole_teachers_forward(teacher):
     split = stage_boundaries(teacher)
     x = torch.randn(4, 3, 32, 32)
-    assert kd.split_agreement(teacher, split, x) == 0.0
+    assert kd_teacher.split_agreement(teacher, split, x) == 0.0
     # boundary j is what stage j+1 of the teacher reads
     with torch.no_grad():
         h = teacher.stage0(teacher.first_conv(x))
@@ -234,10 +235,10 @@ def test_a_predictor_of_another_hyperspace_is_refused():
 
 
 def test_latency_limits_and_their_bad_values():
-    assert own.latency_limits(0.3, kd.parse_multiples("1,1.5")) == (0.3, 0.45)
+    assert own.latency_limits(0.3, chapter.parse_multiples("1,1.5")) == (0.3, 0.45)
     for bad in ("", "a,1", "0,1", "-1"):
         with pytest.raises(ValueError, match="parameter 'latency_limits'"):
-            kd.parse_multiples(bad)
+            chapter.parse_multiples(bad)
 
 
 def test_table_resolutions_follow_the_papers_ratios():
@@ -268,7 +269,7 @@ def test_verdict_rules_on_made_up_scores():
 
 
 def test_int8_cost_is_the_quantization_step_not_the_extra_training():
-    from spaceevo_lib.blockkd import int8_cost
+    from spaceevo_lib.chapters.blockkd import int8_cost
     recs = pd.DataFrame({"hyperspace": "h", "code": ["SE", "SE", "Plain", "Plain"],
                          "activation": "relu", "se": [True, True, False, False],
                          "stage": [1, 2, 1, 2], "fp32_nsr_max": [0.5, 0.4, 0.5, 0.4],
@@ -283,7 +284,7 @@ def test_int8_cost_is_the_quantization_step_not_the_extra_training():
 
 
 def test_devices_compared_stage_by_stage():
-    cmp = own.compare_devices({"ort-vnni": "onnxw-train-111111-000000",
+    cmp = chapter.compare_devices({"ort-vnni": "onnxw-train-111111-000000",
                                "tflite": "mobilew-train-111112-000000"})
     assert cmp["same block"].tolist() == [True] * 5 + [False]
 
@@ -342,13 +343,13 @@ def test_imagenet_teacher_images_are_a_seeded_subset_read_without_augmentation(t
     from test_data_imagenet import _tiny_folder
     _tiny_folder(tmp_path, per_class=4)
     monkeypatch.setenv("SPACEEVO_DATA_DIR", str(tmp_path))
-    a = kd.teacher_images(32, 5, 2, seed=0, dataset="imagenet")
-    b = kd.teacher_images(32, 5, 2, seed=0, dataset="imagenet")
+    a = kd_teacher.teacher_images(32, 5, 2, seed=0, dataset="imagenet")
+    b = kd_teacher.teacher_images(32, 5, 2, seed=0, dataset="imagenet")
     assert len(a) == 7 and a.indices == b.indices
     x = kd_teacher.take_images(a, slice(0, 7))
     assert x.shape == (7, 3, 32, 32) and torch.equal(x, kd_teacher.take_images(b, slice(0, 7)))
     with pytest.raises(BlockKDError, match="training split has 8"):
-        kd.teacher_images(32, 8, 2, seed=0, dataset="imagenet")
+        kd_teacher.teacher_images(32, 8, 2, seed=0, dataset="imagenet")
 
 
 def _ranked_jobs(rank, out, jobs, settings, banks, log):
@@ -357,12 +358,14 @@ def _ranked_jobs(rank, out, jobs, settings, banks, log):
     os.environ.update(RANK=str(rank), WORLD_SIZE="2")  # (what torchrun sets)
     inner = kd.run_job
 
-    def logged(job, folder):
+    def logged(job, ctx):
         with open(log, "a") as f:
             f.write(f"{rank} {job[1]} {job[2]}\n")
-        return inner(job, folder)
+        return inner(job, ctx)
     kd.run_job = logged
-    recs = kd.run_jobs(jobs, out, banks, settings, workers=2, progress=False, poll_seconds=0.1)
+    ctx = kd.JobContext(out, banks[0], banks[1], settings,
+                        {"onnxw-train": FakePredictor("onnxw-train")})
+    recs = kd.run_jobs(jobs, ctx, workers=2, progress=False, poll_seconds=0.1)
     recs.to_json(out / f"records{rank}.json")
 
 
@@ -372,18 +375,14 @@ def test_under_torchrun_each_rank_trains_its_share_and_returns_every_record(bank
     cfg = _cfg(1)
     settings = kd.JobSettings(fp32=cfg, int8=cfg, samples=3, recal_images=4, eval_images=4,
                               n_random=1)
-    kd._SHARED[("predictor", "onnxw-train")] = FakePredictor("onnxw-train")
     log = tmp_path / "ran.txt"
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=_ranked_jobs, args=(r, tmp_path, jobs, settings, (bank, bank),
                                                     log)) for r in range(2)]
-    try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(300)
-    finally:
-        kd._SHARED.pop(("predictor", "onnxw-train"))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
     assert all(p.exitcode == 0 for p in procs)
     ran = sorted(tuple(map(int, line.split())) for line in log.read_text().splitlines())
     assert ran == [(0, 1, 0), (0, 1, 2), (1, 1, 1), (1, 1, 3)]  # rank r: jobs r, r + 2
@@ -403,7 +402,7 @@ def test_the_chapter_says_where_the_features_live(teacher, bank):
 def test_a_retrained_teacher_gets_a_new_job_folder():
     """Students are keyed on the teacher's checkpoints too: a rerun of the INT8 chapter with
     another recipe must not reuse students distilled from the earlier teacher."""
-    from spaceevo_lib.blockkd.run import JobSettings, job_folder_name
+    from spaceevo_lib.blockkd.jobs import JobSettings, job_folder_name
     from spaceevo_lib.train import TrainConfig
     s = JobSettings(fp32=TrainConfig(), int8=TrainConfig(), samples=1, recal_images=1,
                     eval_images=1)

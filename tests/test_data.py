@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from spaceevo_lib.data import (CorruptDataError, MissingDataError, load_imagenette, load_lut,
+from spaceevo_lib.search.lut import load_lut
+from spaceevo_lib.data import (CorruptDataError, MissingDataError, load_imagenette,
                                load_reference_latency, load_search_result, make_loaders)
 from spaceevo_lib.data.imagenette import class_counts, pixel_stats
 from spaceevo_lib.data.reference import lut_files, verify_reference

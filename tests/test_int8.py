@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from spaceevo_lib.quant.deploy import (Preprocessing, evaluate_file, read_preprocessing,
-                                       write_onnx_metadata)
-from spaceevo_lib.train import int8
+from spaceevo_lib.export.metadata import Preprocessing, read_preprocessing, write_onnx_metadata
+from spaceevo_lib.quant.deploy import evaluate_file
+from spaceevo_lib.chapters import int8
+from spaceevo_lib.train.networks import teacher_network
 from spaceevo_lib.train.data import load_training_data
 
 
 def test_teacher_is_a_training_scale_subnet_with_the_hyperspace_strides():
-    t = int8.teacher_network()
+    t = teacher_network()
     hs = t.space.spec
     table = int8.stage_table(t)
     assert list(table.stride) == [hs.stage(s).stride for s in table.stage]

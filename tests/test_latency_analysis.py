@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from spaceevo_lib.latency import analysis
+from spaceevo_lib.chapters import latency as analysis
 from spaceevo_lib.latency.zoo import block_item, zoo_items, zoo_sizes
-from spaceevo_lib.report import paper_table1
+from spaceevo_lib.data import paper_table1
 
 
 @pytest.mark.parametrize("size", zoo_sizes())
@@ -100,7 +100,7 @@ def test_seqnet_finding_compares_with_mobilenet_v3():
 
 
 def test_space_summary_puts_table1_beside_seqnet_sizes_and_speedups():
-    from spaceevo_lib.report.space_figures import space_summary
+    from spaceevo_lib.chapters.space import space_summary
     seq = pd.DataFrame([{"model": "SEQnet@vnni-A0", "mflops_paper": 161.6, "mparams": 7.8,
                          "paper_mflops": 163.0, "speedup ort-vnni": 2.2,
                          "speedup tflite": float("nan")}])
@@ -114,7 +114,7 @@ def test_space_summary_puts_table1_beside_seqnet_sizes_and_speedups():
 
 def test_recorded_values_name_the_setup_or_say_it_is_missing():
     import pandas as pd
-    from spaceevo_lib.latency import recorded_values
+    from spaceevo_lib.latency.records import recorded_values
     t = pd.DataFrame({"cpu_model": ["EPYC", "EPYC", None], "v": [None, None, None]})
     assert recorded_values(t, "cpu_model") == "EPYC"
     assert recorded_values(t, "v") == recorded_values(t, "absent") == "not recorded"

@@ -8,10 +8,13 @@ import torch
 from torch import nn
 
 from spaceevo_lib.data import MissingDataError, load_imagenette
-from spaceevo_lib.data.imagenette import IMAGENET_MEAN, IMAGENET_STD, subset
-from spaceevo_lib.latency import (RECORD_COLUMNS, Protocol, RuntimeUnavailable, get_device,
-                                  list_devices, measure)
+from spaceevo_lib.data.imagenette import normalize_images, subset
+from spaceevo_lib.latency import (RECORD_COLUMNS, Job, Protocol, RuntimeUnavailable, get_device,
+                                  job_builder, list_devices, run_jobs)
+from spaceevo_lib.latency import devices as D
+from spaceevo_lib.latency import memory
 from spaceevo_lib.latency.devices import OrtVnniDevice
+from spaceevo_lib.store import Run
 
 QUICK = Protocol(warmup=2, warmup_ms=0, runs=5, visits=2, budget_ms=0)
 SHAPE = (1, 3, 32, 32)
@@ -35,11 +38,18 @@ class Tiny(nn.Module):
         return self.fc(torch.flatten(self.pool(self.pw(self.dw(self.stem(x)))), 1))
 
 
-def _normalise(x_uint8_nhwc: np.ndarray) -> np.ndarray:
-    x = x_uint8_nhwc.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    mean = np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
-    std = np.asarray(IMAGENET_STD, np.float32)[:, None, None]
-    return np.ascontiguousarray((x - mean) / std)
+@job_builder("test-latency-tiny")
+def build_tiny(classes: int = 10) -> Tiny:
+    """Tiny with seeded random weights: a job's module, rebuilt wherever it is compiled."""
+    return Tiny(classes)
+
+
+def _tiny_job(device: str, shape=SHAPE, **meta) -> Job:
+    return Job.make(device, build_tiny, {}, shape, meta)
+
+
+def _nothing_written(run: Run) -> bool:
+    return not run.path.exists() or not any(run.path.rglob("*"))
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +61,8 @@ def images() -> dict[str, np.ndarray]:
     # the files are in class order: take seeded random subsets to get all ten classes
     x_train, y_train = subset(data.x_train, data.y_train, 1024, seed=0)
     x_check, _ = subset(data.x_test, data.y_test, 32, seed=1)
-    return {"calib": _normalise(x_train[-64:]), "check": _normalise(x_check),
-            "x_train": _normalise(x_train), "y_train": y_train}
+    return {"calib": normalize_images(x_train[-64:]), "check": normalize_images(x_check),
+            "x_train": normalize_images(x_train), "y_train": y_train}
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +87,18 @@ def tiny(images) -> Tiny:
 
 
 @pytest.fixture(scope="module")
-def records(tiny, images, tmp_path_factory) -> dict[str, dict]:
+def records(images, tmp_path_factory) -> dict[str, dict]:
+    """One record per available device, through the one measurement path (models kept)."""
     out = {}
     for name in DEVICES:
-        dev = get_device(name)
-        if not dev.available():
+        if not get_device(name).available():
             continue
-        workdir = tmp_path_factory.mktemp(name)
-        meta = {"item": "tiny", "kind": "net", "op_type": "conv-dw-pw", "width": 32}
-        out[name] = measure(dev, tiny, SHAPE, images["calib"], QUICK, workdir, meta)
-        out[name]["_workdir"] = workdir
+        run = Run("latency", "smoke", tmp_path_factory.mktemp(name))
+        job = _tiny_job(name, item="tiny", kind="net", op_type="conv-dw-pw", width=32)
+        rec = run_jobs([job], images["calib"], run, "t", QUICK, keep_models=True,
+                       progress=False).to_dict("records")[0]
+        rec["_workdir"] = run.path / "t-models" / job.key
+        out[name] = rec
     return out
 
 
@@ -114,7 +126,7 @@ def test_record_has_schema_and_positive_latencies(records, name):
         assert rec["litert_version"] and rec["tensorflow_version"]
         assert rec["xnnpack"] is (name == "tflite")
     assert rec["fp32_max_abs_err"] < 1e-3  # the FP32 export computes what torch computes
-    artifacts = sorted(p.name for p in rec["_workdir"].iterdir())
+    artifacts = sorted(p.name for p in rec["_workdir"].iterdir() if p.name != "compiled.json")
     assert len(artifacts) == 2 and not any(".part" in a for a in artifacts)
 
 
@@ -135,7 +147,8 @@ def test_int8_outputs_follow_fp32_on_real_images(tiny, images, tmp_path, name, o
 
 
 def test_spatial_mean_is_exported_as_global_average_pool(tmp_path):
-    from spaceevo_lib.export.onnx import export_onnx, graph_ops
+    from spaceevo_lib.export.onnx import export_onnx
+    from spaceevo_lib.export.runner import graph_ops
 
     class MeanHead(nn.Module):
         def __init__(self):
@@ -162,29 +175,32 @@ def test_unknown_device_and_format_name_the_valid_ones():
                                            ((1, 4, 32, 32), "1x4x32x32 does not fit"),
                                            ((2, 3, 32, 32), "batch 1")])
 def test_impossible_shapes_raise_value_error_and_write_nothing(tmp_path, shape, pattern):
-    workdir = tmp_path / "out"
-    calib = np.zeros((2, *shape[1:]), np.float32) if len(shape) == 4 else np.zeros((2, 3, 32))
+    run = Run("latency", "smoke", tmp_path / "runs")
+    calib = np.zeros((2, 3, 32, 32), np.float32)
     with pytest.raises(ValueError, match=pattern):
-        measure("ort-vnni", Tiny(), shape, calib, QUICK, workdir)
-    assert not workdir.exists()
+        run_jobs([_tiny_job("ort-vnni", shape)], calib, run, "t", QUICK, progress=False)
+    assert _nothing_written(run)
 
 
-def test_calibration_must_match_the_input_shape(tmp_path):
-    with pytest.raises(ValueError, match="calibration"):
-        measure("ort-vnni", Tiny(), SHAPE, np.zeros((4, 3, 16, 16), np.float32), QUICK, tmp_path)
+def test_images_must_be_nchw_rgb(tmp_path):
+    run = Run("latency", "smoke", tmp_path / "runs")
+    with pytest.raises(ValueError, match="images"):
+        run_jobs([_tiny_job("ort-vnni")], np.zeros((4, 16, 16, 3), np.float32), run, "t",
+                 QUICK, progress=False)
+    assert _nothing_written(run)
 
 
-def test_missing_runtime_names_package_and_install(tmp_path):
+def test_missing_runtime_names_package_and_install(tmp_path, monkeypatch):
     class Ghost(OrtVnniDevice):
         name = "ghost"
         packages = {"no_such_runtime_xyz": "pip install no-such-runtime-xyz"}
 
-    workdir = tmp_path / "out"
+    monkeypatch.setitem(D._REGISTRY, "ghost", Ghost)
+    run = Run("latency", "smoke", tmp_path / "runs")
     with pytest.raises(RuntimeUnavailable, match="(?s)no_such_runtime_xyz.*pip install"):
-        measure(Ghost(), Tiny(), SHAPE, np.zeros((2, *SHAPE[1:]), np.float32), QUICK, workdir)
-    assert not workdir.exists() and not Ghost().available()
-
-
+        run_jobs([_tiny_job("ghost")], np.zeros((2, *SHAPE[1:]), np.float32), run, "t", QUICK,
+                 progress=False)
+    assert _nothing_written(run) and not Ghost().available()
 
 
 def test_keras_state_is_dropped_every_few_conversions_or_when_memory_grows(monkeypatch):
@@ -194,16 +210,15 @@ def test_keras_state_is_dropped_every_few_conversions_or_when_memory_grows(monke
     import sys
     import types
 
-    from spaceevo_lib.latency import devices as D
     cleared = []
     monkeypatch.setitem(sys.modules, "keras", types.SimpleNamespace(
         backend=types.SimpleNamespace(clear_session=lambda: cleared.append(1))))
     rss = [1000.0]
-    monkeypatch.setattr(D, "_rss_mb", lambda: rss[0])
-    monkeypatch.setattr(D, "_since_release", {"conversions": 0, "rss_mb": None})
-    dropped = [D._release_keras() for _ in range(D.RELEASE_EVERY)]
-    assert dropped == [False] * (D.RELEASE_EVERY - 1) + [True] and len(cleared) == 1
-    assert not D._release_keras()
-    rss[0] += D.RELEASE_GROWTH_MB + 1  # a large conversion
-    assert D._release_keras() and len(cleared) == 2
-    assert D._release_keras(force=True) and len(cleared) == 3
+    monkeypatch.setattr(memory, "_rss_mb", lambda: rss[0])
+    monkeypatch.setattr(memory, "_since_release", {"conversions": 0, "rss_mb": None})
+    dropped = [memory.release_keras() for _ in range(memory.RELEASE_EVERY)]
+    assert dropped == [False] * (memory.RELEASE_EVERY - 1) + [True] and len(cleared) == 1
+    assert not memory.release_keras()
+    rss[0] += memory.RELEASE_GROWTH_MB + 1  # a large conversion
+    assert memory.release_keras() and len(cleared) == 2
+    assert memory.release_keras(force=True) and len(cleared) == 3

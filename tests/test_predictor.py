@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spaceevo_lib.chapters.predictor import additivity_summary, load_predictor
 from spaceevo_lib.predictor import (HEAD, LatencyPredictor, UnitRegressor, error_metrics,
-                                    load_predictor, scale_subnet, subnet_units,
-                                    target_hyperspace, unit_cost)
-from spaceevo_lib.predictor.experiment import (additivity_summary, additivity_table,
-                                               most_repeatable, network_units,
+                                    scale_subnet, subnet_units, target_hyperspace, unit_cost)
+from spaceevo_lib.predictor.units import network_units
+from spaceevo_lib.predictor.validation import (additivity_table, most_repeatable,
                                                repeatability_table, validation_table)
 from spaceevo_lib.predictor.fusion import ACTIVATIONS, PROBES, build_probe, fusion_table
 from spaceevo_lib.predictor.model import (KERNEL_FEATURES, REGRESSORS, compare_regressors,
                                           frame_units, latency_column, units_frame)
-from spaceevo_lib.predictor.sampling import random_space, random_subnet, random_subnets
+from spaceevo_lib.predictor.sampling import random_subnet, random_subnets
 from spaceevo_lib.predictor.units import KERNEL_FEATURES as UNIT_KERNEL_FEATURES
-from spaceevo_lib.space import EncodingError, SpaceChoice, get_hyperspace
+from spaceevo_lib.space import EncodingError, SpaceChoice, get_hyperspace, random_space
 
 from conftest import needs_reference  # noqa: E402
 
@@ -86,7 +86,7 @@ def test_subnet_units_follow_the_network_and_end_with_the_head():
 def test_analytic_costs_equal_the_built_modules_counts(hs):
     from spaceevo_lib.predictor import build_unit
     from spaceevo_lib.predictor.units import unit_spec
-    from spaceevo_lib.space.flops import count_macs, count_params
+    from spaceevo_lib.nn.flops import count_macs, count_params
     seen = set()
     for sp, sub in _subnets(12, seed=1, hs=hs):
         for u in subnet_units(sp, sub):
@@ -346,7 +346,7 @@ def test_target_hyperspaces_follow_the_papers_pairing():
 def test_mobilenet_v2_is_priced_from_the_hyperspaces_units():
     from spaceevo_lib.nn.models import create_model
     from spaceevo_lib.predictor.units import BASELINES, baseline_units
-    from spaceevo_lib.space.flops import count_macs, count_params
+    from spaceevo_lib.nn.flops import count_macs, count_params
     units = baseline_units("mobilenet_v2", 96)
     model = create_model("mobilenet_v2")
     assert sum(unit_cost(u)["macs"] for u in units) == count_macs(model, (1, 3, 96, 96))
@@ -376,7 +376,7 @@ def test_the_fast_space_path_gives_the_same_units_and_errors():
 
 
 def test_measurement_summary_counts_only_measurement_tables(runs):
-    from spaceevo_lib.predictor.experiment import measurement_summary
+    from spaceevo_lib.chapters.predictor import measurement_summary
     from spaceevo_lib.store import Run
     run = Run("predictor", "smoke")
     t = pd.DataFrame({"timestamp": ["2026-01-01T00:00:00+00:00", "2026-01-01T00:10:00+00:00"]})
@@ -390,8 +390,8 @@ def test_measurement_summary_counts_only_measurement_tables(runs):
 
 
 def test_training_scale_rule_is_applied_as_written():
-    from spaceevo_lib.predictor.scale import (CANDIDATES, FROZEN, MIN_TRAIN_IMAGES_PER_S,
-                                              scale_verdicts)
+    from spaceevo_lib.chapters.predictor import (CANDIDATES, FROZEN, MIN_TRAIN_IMAGES_PER_S,
+                                                 scale_verdicts)
     t = pd.DataFrame({
         "scale": ["paper", "small", "mid", "big"],
         "max_speedup": [3.0, 1.4, 2.9, 3.2], "mobilenet_v3_small_speedup": [0.8, 0.9, 1.0, 0.9],
@@ -410,7 +410,7 @@ def test_training_scale_rule_is_applied_as_written():
 
 def test_stem_stride_one_keeps_everything_else_of_a_torchvision_model():
     from spaceevo_lib.nn.models import create_model
-    from spaceevo_lib.space.flops import count_macs
+    from spaceevo_lib.nn.flops import count_macs
     a, b = create_model("mobilenet_v3_small", 10), create_model("mobilenet_v3_small", 10,
                                                                  stem_stride=1)
     assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters())
@@ -430,7 +430,7 @@ def test_seven_by_seven_depthwise_convs_are_priced_on_their_own():
 
 
 def test_depthwise_kernel_costs_show_a_slow_large_kernel():
-    from spaceevo_lib.predictor.experiment import depthwise_kernel_costs
+    from spaceevo_lib.chapters.predictor import depthwise_kernel_costs
     from spaceevo_lib.predictor.units import Unit
     units = [Unit("MBv2Res", "relu6", c, c, k, 6.0, 1, 8, 0, 0)
              for k in (3, 5, 7) for c in (16, 32, 48)]
@@ -448,7 +448,7 @@ def test_wholes_are_timed_with_their_own_protocol_and_blocks_with_half_the_visit
     """The ground truth (whole networks) gets the longer ``whole_protocol``; blocks, the many
     cheap training data, ``protocol`` at half its visits."""
     from spaceevo_lib.latency.protocol import Protocol
-    from spaceevo_lib.predictor import experiment as px
+    from spaceevo_lib.predictor.build import PredictorSettings, build_predictor
     from spaceevo_lib.predictor.sampling import Measurer
     seen = {}
 
@@ -467,9 +467,10 @@ def test_wholes_are_timed_with_their_own_protocol_and_blocks_with_half_the_visit
     monkeypatch.setattr(Measurer, "networks", networks)
     blocks, wholes = Protocol(visits=8, budget_ms=20), Protocol(visits=8, budget_ms=50)
     with pytest.raises(Stop):
-        px.build_predictor("ort-vnni", HS, None, np.zeros((1, 3, 32, 32), np.float32),
-                           protocol=blocks, whole_protocol=wholes, additivity_subnets=1,
-                           rounds=0, train_subnets=1, validation_subnets=1, baselines=(),
-                           include_seqnets=False)
+        build_predictor("ort-vnni", HS, None, np.zeros((1, 3, 32, 32), np.float32),
+                        PredictorSettings(additivity_subnets=1, rounds=0, train_subnets=1,
+                                          validation_subnets=1, baselines=(),
+                                          include_seqnets=False),
+                        protocol=blocks, whole_protocol=wholes)
     assert seen["wholes"] == wholes
     assert seen["units"].budget_ms == 20 and seen["units"].visits == 4

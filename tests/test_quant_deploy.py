@@ -8,13 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from spaceevo_lib.export.onnx import export_qdq, graph_ops, optimized_ops
+from spaceevo_lib.export.runner import graph_ops, optimized_ops
 from spaceevo_lib.host import cpu_info
 from spaceevo_lib.nn.models import create_model
 from spaceevo_lib.quant import NotInitialisedError
+from spaceevo_lib.quant.deploy import export_qdq
 from spaceevo_lib.quant.prepare import (ActQuantizer, QConv2d, act_quantizers, fold_bn,
                                         quantize_model)
-from spaceevo_lib.space.build import build_subnet
+from spaceevo_lib.nn.subnet import build_subnet
 from spaceevo_lib.space.encoding import SpaceChoice, max_subnet, published_spaces
 
 from conftest import needs_data
@@ -22,11 +23,8 @@ from conftest import needs_data
 
 def _real_images(n=8):
     """Normalised Imagenette test images (what the deployed files see)."""
-    from spaceevo_lib.data import load_imagenette
-    from spaceevo_lib.data.imagenette import IMAGENET_MEAN, IMAGENET_STD
-    x = load_imagenette(32).x_test[:n].astype(np.float32) / 255
-    x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    from spaceevo_lib.data import load_imagenette, normalize_images
+    return torch.from_numpy(normalize_images(load_imagenette(32).x_test[:n]))
 
 
 def _subnet(name="spaceevo@vnni"):

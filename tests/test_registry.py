@@ -48,7 +48,7 @@ def test_static_cost_and_elastic_roles_describe_the_same_block(code):
     """The predictor's analytic MACs equal the static module's, and the elastic block's active
     sub-block extracts into the static one (same output)."""
     from spaceevo_lib.predictor.units import Unit, unit_cost
-    from spaceevo_lib.space.flops import count_macs
+    from spaceevo_lib.nn.flops import count_macs
     from spaceevo_lib.space.hyperspace import BlockSpec
 
     bt = block_type(code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from spaceevo_lib.report.scorecard import against_paper
+from spaceevo_lib.chapters.scorecard import against_paper
 
 
 def test_a_claim_recorded_by_two_chapters_is_one_row():

@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaceevo_lib.data import DataError, load_imagenette
-from spaceevo_lib.data.imagenette import IMAGENET_MEAN, IMAGENET_STD
+from spaceevo_lib.data.imagenette import normalize_images
 from spaceevo_lib.nn import recalibrate_bn
 from spaceevo_lib.space import EncodingError, SpaceChoice, Subnet, published_spaces
-from spaceevo_lib.space.build import SubnetModel, arch_table, build_published, build_subnet
-from spaceevo_lib.space.flops import count_macs, count_params, profile
+from spaceevo_lib.chapters.space import arch_table
+from spaceevo_lib.nn.subnet import SubnetModel, build_published, build_subnet
+from spaceevo_lib.nn.flops import count_macs, count_params, profile
 from spaceevo_lib.supernet import DynamicBatchNorm2d, DynamicConv2d, Supernet
 
 torch.set_num_threads(1)
@@ -161,15 +162,14 @@ def images32() -> torch.Tensor:
         d = load_imagenette(32)
     except DataError as e:
         pytest.skip(f"no Imagenette 32 px: {e}")
-    x = d.x_test[:6].astype(np.float32) / 255  # (N, 32, 32, 3), the training scale
-    x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-    return torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # (N, 3, 32, 32)
+    return torch.from_numpy(normalize_images(d.x_test[:6]))  # (N, 3, 32, 32), training scale
 
 
 @pytest.mark.parametrize("hyperspace", ["onnxw-train", "mobilew-train"])
 def test_extracted_subnet_exports_to_keras_and_onnx(hyperspace, images32, tmp_path):
     from spaceevo_lib.export.keras import keras_input, to_keras, torch_output_like
-    from spaceevo_lib.export.onnx import OrtRunner, export_onnx
+    from spaceevo_lib.export.onnx import export_onnx
+    from spaceevo_lib.export.runner import OrtRunner
 
     rng = np.random.default_rng(1)
     net = Supernet(_space(hyperspace))

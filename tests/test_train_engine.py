@@ -8,9 +8,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from spaceevo_lib.nn.bn import recalibrate_bn
 from spaceevo_lib.quant import ActQuantizer
 from spaceevo_lib.train import (CheckpointError, TrainConfig, Trainer, evaluate, lr_at,
-                                param_groups, recalibrate_bn)
+                                param_groups)
 
 
 class Tiny(nn.Module):

@@ -16,8 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..search.evolution import (EvolutionConfig, aging_evolution, describe_spaces, random_search,
-                                uniform_spaces)
+from ..search.evolution import EvolutionConfig, aging_evolution, random_search, uniform_spaces
 from ..search.qt import QTConfig, QTScorer
 from ..space import SpaceChoice, published_spaces
 from ..space.hyperspace import as_hyperspace
@@ -80,45 +79,3 @@ def score_all(tables, other_ms: dict, qt: QTConfig, evolved: dict[str, SpaceChoi
                      if len(vals) > 1 else 0.0, "seeds": len(vals)})
     return (pd.DataFrame(rows).sort_values("qt_mean", ascending=False, kind="stable")
             .reset_index(drop=True))
-
-
-def decoded(scores: pd.DataFrame, kinds=("evolved", "published", "hand-designed")):
-    """The chosen spaces decoded per stage (``Code(lo-hi)`` per stage)."""
-    pick = scores[scores.kind.isin(kinds)]
-    out = describe_spaces(pick.encoding, pick.qt_mean)
-    return out.assign(space=pick.space.to_numpy(), kind=pick.kind.to_numpy())
-
-
-def stage_blocks(encoding: str) -> list[str]:
-    """The block code of each stage 1..6 of a space."""
-    sp = SpaceChoice.decode(encoding)
-    hs = as_hyperspace(sp.hyperspace)
-    return [hs.block(b).code for b in sp.blocks]
-
-
-def compare_devices(best: dict[str, str]) -> pd.DataFrame:
-    """Stage by stage, the block family each device's evolved space chose (the hyperspaces
-    differ, so blocks are compared by code), and whether they agree."""
-    devices = list(best)
-    codes = {d: stage_blocks(e) for d, e in best.items()}
-    rows = []
-    for i in range(6):
-        row = {"stage": f"stage{i + 1}", **{d: codes[d][i] for d in devices}}
-        row["same block"] = len({codes[d][i] for d in devices}) == 1
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summary_records(device: str, scores: pd.DataFrame) -> list[dict]:
-    """``qt_best``, ``qt_best_space``, ``qt_uniform_best(_std)`` and ``qt/own-<device>/<enc>``."""
-    from ..store import record
-    tag = f"own-{device}"
-    evo = scores[scores.kind == "evolved"].sort_values("qt_mean", ascending=False)
-    uni = scores[scores.kind == "uniform"].sort_values("qt_mean", ascending=False)
-    out = [record(f"qt_best/{tag}", round(float(evo.qt_mean.iloc[0]), 5), "1/NSR"),
-           record(f"qt_best_space/{tag}", str(evo.encoding.iloc[0]), "encoding"),
-           record(f"qt_uniform_best/{tag}", round(float(uni.qt_mean.iloc[0]), 5), "1/NSR"),
-           record(f"qt_uniform_best_std/{tag}", round(float(uni.qt_std.iloc[0]), 5), "1/NSR")]
-    for enc, g in scores.groupby("encoding", sort=False):
-        out.append(record(f"qt/{tag}/{enc}", round(float(g.qt_mean.iloc[0]), 5), "1/NSR"))
-    return out

@@ -5,7 +5,7 @@ For each (stage i, block type b) of a hyperspace, one :class:`StageStudent` (pap
 list, its first block accepting every width of the previous stage, between a 1x1 ``in_proj``
 (teacher width -> the sampled input width) and a 1x1 ``out_proj`` (-> teacher width). It is
 trained on the teacher's input and output of stage i (a :class:`~.teacher.FeatureBank`) with
-the NSR loss, first in FP32, then with LSQ+ INT8 (:func:`spaceevo_lib.quant.elastic.
+the NSR loss, first in FP32, then with LSQ+ INT8 (:func:`spaceevo_lib.supernet.quantized.
 quantize_elastic`) against the INT8 teacher, by the study's one training loop
 (:class:`~spaceevo_lib.train.engine.Trainer`) with a sandwich step
 (:func:`spaceevo_lib.train.sandwich.sandwich_loss`).
@@ -164,8 +164,8 @@ def initialise_quantizers(student: StageStudent, bank: FeatureBank, seed: int = 
     the sandwich's settings and, un-recalibrated, blow deep stages up by orders of magnitude,
     which would set ranges no training recovers from. They are restored afterwards.
     Returns how many quantizers no setting reached (0 in practice)."""
-    from ..quant.lsq import _Quantizer
-    qs = [m for m in student.modules() if isinstance(m, _Quantizer)]
+    from ..quant.lsq import Quantizer  # heavy: imports torch
+    qs = [m for m in student.modules() if isinstance(m, Quantizer)]
     running = {k: v.clone() for k, v in student.state_dict().items()
                if k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")}
     student.train()
@@ -185,7 +185,7 @@ def kd_step(bank: FeatureBank, stage: int, n_random: int = 2):
     """The training step: one sandwich over the batch's image indices, each pass distilled
     from the teacher at the pass's resolution (AlphaNet's in-place distillation from the
     teacher, as the reference README runs it)."""
-    from ..train.sandwich import sandwich_loss
+    from ..train.sandwich import sandwich_loss  # heavy: imports torch
 
     def step(net, idx, _y, _cfg):
         # the sandwich's random settings draw from torch's stream (checkpointed: bit-exact
@@ -205,13 +205,13 @@ def held_out_nsr(student: StageStudent, bank: FeatureBank, sub: SubStage,
                  recal_images: int, eval_images: int) -> float:
     """NSR of one setting on held-out images after BN re-calibration on ``recal_images``
     others (paper-notes §3.7: each sub-stage's BN statistics are re-estimated first)."""
-    from ..train.engine import recalibrate_bn
+    from ..nn.bn import recalibrate_bn  # heavy: imports torch
     student.set_active(sub)
     n0 = bank.n_train
     x, _ = bank.pair(student.stage_index, sub.resolution, slice(n0, n0 + recal_images))
     if student.training:
         student.eval()
-    recalibrate_bn(student, [(x, None)], batches=1)  # (leaves it in eval mode)
+    recalibrate_bn(student, [x])  # (leaves it in eval mode)
     lo = n0 + recal_images
     xe, ye = bank.pair(student.stage_index, sub.resolution, slice(lo, lo + eval_images))
     return float(nsr(student(xe), ye, bank.variance[sub.resolution][student.stage_index]))
@@ -234,9 +234,9 @@ def train_student(student: StageStudent, bank: FeatureBank, cfg, checkpoint: Pat
                   progress: bool = False, stop_after: int | None = None):
     """Train one student (resuming from ``checkpoint``; ``stop_after``: stop after that
     epoch, a deliberate interruption); returns the per-epoch metrics."""
-    from torch.utils.data import TensorDataset
+    from torch.utils.data import TensorDataset  # heavy: torch
 
-    from ..train.engine import Trainer, train_loader
+    from ..train.engine import Trainer, train_loader  # heavy: imports torch
     idx = torch.arange(bank.n_train)
     data = TensorDataset(idx, torch.zeros_like(idx))
     loaders = {"train": train_loader(data, cfg.batch_size, cfg.seed), "valid": [None]}

@@ -13,15 +13,19 @@ the paper's.
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from .._io import atomic_path
+from ..data.reference import read_lut_csv
 from ..predictor.units import Unit, unit_cost
+from ..search.lut import StageTables
 from ..space.encoding import SpaceChoice, min_subnet
 from ..space.hyperspace import Hyperspace, as_hyperspace
 from .students import StageStudent, SubStage, held_out_nsr
 from .teacher import BlockKDError, FeatureBank, expected_sides
+
 
 def table_resolutions(hs: Hyperspace) -> tuple[int, ...]:
     """The tables' resolutions: the paper samples 160/192/224 of 224 (ratios 0.71, 0.86, 1);
@@ -82,8 +86,6 @@ def write_table(df: pd.DataFrame, path: Path) -> Path:
 def read_tables(hyperspace: str, folder: Path, resolutions: tuple[int, ...]):
     """Every ``stage{i}_{b}_{w}.csv`` of ``folder`` as :class:`~spaceevo_lib.search.lut.
     StageTables`; BlockKDError when a stage, block or window of the hyperspace is missing."""
-    from ..data.reference import read_lut_csv
-    from ..search.lut import StageTables
     hs = as_hyperspace(hyperspace)
     frames, missing = {}, []
     for s, n_w in enumerate(hs.window_counts, start=1):
@@ -104,7 +106,7 @@ def other_latency(hyperspace: str, predictor, resolutions: tuple[int, ...]) -> d
     """INT8 ms of the parts the search does not touch (first_conv, stage0, head) on this host:
     those of the minimum subnet of the all-block-0 space, as the reference code defines them
     (paper-notes §4.1), from this host's predictor."""
-    from ..predictor.units import SpaceUnits
+    from ..predictor.units import SpaceUnits  # heavy: imports torch
     hs = as_hyperspace(hyperspace)
     if predictor.hyperspace != hs.name:
         raise BlockKDError(f"latency predictor {predictor.name} is for hyperspace "

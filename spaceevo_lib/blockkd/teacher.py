@@ -16,13 +16,17 @@ code leaves it in train mode, paper-notes §14 pitfall 4).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..data.imagenet import load_imagenet
+from ..data.imagenette import load_imagenette, normalize_images
 from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
 
 SEARCHED = tuple(range(1, 7))  # stage1 .. stage6
@@ -46,10 +50,8 @@ def stage_boundaries(teacher: nn.Module) -> fx.GraphModule:
     ``b0`` is stage0's output (stage1's input), ``b6`` stage6's output (the head's input).
     Works on the FP32 subnet and on its LSQ+ graph alike (the INT8 boundaries are the
     quantized tensors the next stage reads)."""
-    import copy
-
-    from ..quant.prepare import _trace
-    gm = copy.deepcopy(_trace(teacher))
+    from ..quant.prepare import trace_network  # heavy: imports torch
+    gm = copy.deepcopy(trace_network(teacher))
     nexts = [f"stage{i + 1}." for i in range(6)] + ["final_expand."]
     cuts = [_first_call_with_prefix(gm, p).args[0] for p in nexts]
     out = next(n for n in gm.graph.nodes if n.op == "output")
@@ -257,3 +259,51 @@ def split_images(x: np.ndarray, n_train: int, n_held: int, seed: int) -> np.ndar
                            f"{len(x)}")
     idx = np.random.default_rng(seed).permutation(len(x))[:n_train + n_held]
     return x[idx]
+
+
+def teacher_images(resolution: int, n_train: int, n_held: int, seed: int,
+                   dataset: str = "imagenette"):
+    """Normalised training-split images: ``n_train`` for the students, then ``n_held`` held
+    out for BN re-calibration and NSR (the test split is never used here). Imagenette: one
+    (N, 3, R, R) tensor; ImageNet (``paper``): a seeded subset of the training ImageFolder
+    read with the evaluation transforms, loaded image by image when used."""
+    import torch  # heavy: torch
+
+    if dataset == "imagenet":
+        from torch.utils.data import Subset  # heavy: torch
+
+        folder = load_imagenet("train", resolution, augment=False)
+        idx = split_images(np.arange(len(folder)), n_train, n_held, seed)
+        return Subset(folder, [int(i) for i in idx])
+    if dataset != "imagenette":
+        raise ValueError(f"parameter 'dataset' must be imagenette or imagenet; got {dataset!r}")
+    x = split_images(load_imagenette(resolution).x_train, n_train, n_held, seed)
+    return torch.from_numpy(normalize_images(x))
+
+
+def split_agreement(teacher, split, x) -> float:
+    """Largest |difference| between the teacher's logits and its head run on the split's last
+    boundary: 0 means the cut loses nothing."""
+    import torch  # heavy: torch
+
+    from ..nn.subnet import HEAD_CHILDREN  # heavy: imports torch
+    with torch.no_grad():
+        h = split(x)[-1]
+        for name in HEAD_CHILDREN:
+            h = getattr(teacher, name)(h)
+        return float((h - teacher(x)).abs().max())
+
+
+def boundary_table(split, hyperspaces, resolutions) -> pd.DataFrame:
+    """Channels and side of every boundary at every table resolution, checked against each
+    hyperspace's strides (BlockKDError on a mismatch)."""
+    rows = []
+    for r in resolutions:
+        got = None
+        for hs in hyperspaces:
+            got = check_teacher(split, hs, r)
+        for j, (c, s) in enumerate(got):
+            rows.append({"resolution": r, "boundary": f"b{j}", "after": f"stage{j}",
+                         "channels": c, "side": s})
+    return pd.DataFrame(rows).pivot_table(index=["boundary", "after", "channels"],
+                                          columns="resolution", values="side").reset_index()

@@ -26,6 +26,7 @@ from .._io import atomic_write, file_hash, write_json
 from ..settings import data_dir as default_data_dir
 from .download import download
 from .errors import CorruptDataError, MissingDataError
+from .reference import manifest
 
 IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"
 # The md5 torchvision's ``Imagenette`` dataset class checks for this archive.
@@ -214,7 +215,6 @@ def fetch_imagenette(data_dir: Path | None = None, *, url: str = IMAGENETTE_URL,
 def reference_manifest() -> dict:
     """Pinned commit, upstream paths and sha256 of the reference files (the data layer's one
     loader, :func:`spaceevo_lib.data.reference.manifest`; a separate name so tests can swap it)."""
-    from .reference import manifest
     return manifest()
 
 

@@ -35,8 +35,8 @@ def _missing(path: Path, why: str) -> MissingDataError:
 
 
 def imagenet_transforms(resolution: int, train: bool):
-    import torch
-    from torchvision.transforms import v2
+    import torch  # heavy: torch
+    from torchvision.transforms import v2  # heavy: torchvision
     steps = ([v2.RandomResizedCrop(resolution, antialias=True), v2.RandomHorizontalFlip()]
              if train else [v2.Resize(round(resolution / 0.875), antialias=True),
                             v2.CenterCrop(resolution)])
@@ -50,7 +50,7 @@ def load_imagenet(split: str, resolution: int = 224, root: Path | None = None,
     the training ones; default for the train split; block-wise distillation reads training
     images with the evaluation ones); a missing or empty folder raises
     :class:`MissingDataError` saying where it must be."""
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # heavy: torchvision
     if split not in SPLITS:
         raise ValueError(f"ImageNet split must be one of {SPLITS}; got {split!r}")
     path = imagenet_root(root) / split

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .._io import file_hash
 from ..settings import DATA_ENV, data_dir
@@ -144,7 +145,6 @@ def _check_contents(a: dict[str, np.ndarray], res: int, path: Path) -> None:
 # ---- statistics (the data chapter) ---------------------------------------------------------
 def class_counts(data: ImagenetteArrays):
     """Images per class and split, as a DataFrame (one row per class)."""
-    import pandas as pd
     rows = []
     for i, (name, wnid) in enumerate(zip(data.classes, data.wnids)):
         rows.append({"label": i, "class": name, "wnid": wnid,
@@ -155,7 +155,6 @@ def class_counts(data: ImagenetteArrays):
 
 def pixel_stats(x: np.ndarray, chunk: int = 1024):
     """Per-channel mean, std, min and max of uint8 images in 0-255, computed in chunks."""
-    import pandas as pd
     n = np.zeros(3)
     s = np.zeros(3)
     ss = np.zeros(3)
@@ -181,8 +180,8 @@ def subset(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray,
 
 # ---- PyTorch -------------------------------------------------------------------------------
 def _transform(resolution: int, augment: str, mean, std):
-    import torch
-    from torchvision.transforms import v2
+    import torch  # heavy: torch
+    from torchvision.transforms import v2  # heavy: torchvision
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}; got {augment!r}")
     steps = []
@@ -209,6 +208,24 @@ def normalization(data: ImagenetteArrays, kind: str | None) -> tuple | None:
     raise ValueError(f"normalize must be 'imagenet', 'dataset' or None; got {kind!r}")
 
 
+def normalize_images(x_nhwc: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W, 3) as the networks take them: float32 (N, 3, H, W) in 0-1,
+    normalised with the ImageNet mean and std (the one normalisation of the study; loaders
+    apply the same constants as a transform)."""
+    x = x_nhwc.astype(np.float32) / 255.0
+    x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def calibration_images(n: int, seed: int = 0, resolution: int = 64) -> np.ndarray:
+    """``n`` real Imagenette test images (N, 3, H, W), normalised as the networks expect: the
+    inputs every latency job is calibrated and timed with. The test split is used because
+    nothing is trained on it; a seeded draw keeps classes mixed."""
+    data = load_imagenette(resolution)
+    idx = np.sort(np.random.default_rng(seed).choice(len(data.x_test), size=n, replace=False))
+    return normalize_images(data.x_test[idx])
+
+
 class ImagenetteDataset:
     """A map-style PyTorch dataset over uint8 NHWC arrays; yields (C,H,W) float tensors."""
 
@@ -222,7 +239,7 @@ class ImagenetteDataset:
         return len(self.x)
 
     def __getitem__(self, i: int):
-        import torch
+        import torch  # heavy: torch
         img = torch.from_numpy(np.ascontiguousarray(self.x[i])).permute(2, 0, 1)  # (3, H, W)
         return self.transform(img), int(self.y[i])
 
@@ -242,8 +259,8 @@ def make_loaders(data: ImagenetteArrays, batch_size: int = 128, augment: str = "
     The hold-out follows the paper, which validates on images held out of ImageNet train; the
     official val split stays the test set. The same seed gives the same split and batch order.
     """
-    import torch
-    from torch.utils.data import DataLoader
+    import torch  # heavy: torch
+    from torch.utils.data import DataLoader  # heavy: torch
     ms = normalization(data, normalize)
     train_idx, valid_idx = split_train(len(data.x_train), valid_size, seed)
     gen = torch.Generator().manual_seed(seed)

@@ -12,6 +12,9 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import pandas as pd
+import yaml
+
 from .._io import file_hash
 from ..settings import data_dir
 from .errors import CorruptDataError, MissingDataError
@@ -68,16 +71,15 @@ def lut_files(hyperspace: str, root: Path | None = None) -> list[str]:
     return out
 
 
-def load_lut(hyperspace: str, stage: int, block: int, window: int, root: Path | None = None):
-    """One published LUT ``stage{stage}_{block}_{window}.csv`` as a DataFrame
-    (:func:`read_lut_csv`; latency measured on the VNNI CPU for onnxw, predicted for the
-    Pixel 4 for mobilew)."""
+def lut_path(hyperspace: str, stage: int, block: int, window: int,
+             root: Path | None = None) -> Path:
+    """The checked path of one published LUT ``stage{stage}_{block}_{window}.csv`` (read it
+    with :func:`read_lut_csv`, or with :func:`spaceevo_lib.search.lut.load_lut`, which knows
+    the hyperspace's strides)."""
     rel = f"block_lut/{hyperspace}/stage{stage}_{block}_{window}.csv"
     if rel not in manifest()["files"]:
         raise KeyError(f"no published LUT {rel}; see lut_files({hyperspace!r})")
-    from ..space.hyperspace import as_hyperspace  # (its strides map a row's input side back
-    return read_lut_csv(reference_file(rel, root),  # to the network resolution)
-                        as_hyperspace(hyperspace).stride_before(stage))
+    return reference_file(rel, root)
 
 
 def read_lut_csv(path: Path, stride_before: int):
@@ -90,7 +92,6 @@ def read_lut_csv(path: Path, stride_before: int):
     stage, ``stride_before``); tables this study builds at 24-32 px, where late stages have
     the same side at several resolutions, add it as a seventh column, which is read when
     present."""
-    import pandas as pd
     df = pd.read_csv(path, header=None)
     if df.shape[1] not in (len(LUT_COLUMNS), len(LUT_COLUMNS) + 1):
         raise CorruptDataError(f"{path}: {df.shape[1]} columns; expected {LUT_COLUMNS} "
@@ -109,13 +110,11 @@ def read_lut_csv(path: Path, stride_before: int):
 
 def load_search_result(root: Path | None = None) -> dict:
     """The published spaces and SEQnet encodings (``search_result.yaml``)."""
-    import yaml
     return yaml.safe_load(reference_file("search_result.yaml", root).read_text())
 
 
 def load_reference_latency(root: Path | None = None):
     """The release's one measured latency: SEQnet@vnni-A0 FP32 / INT8 ms and speedup."""
-    import pandas as pd
     df = pd.read_csv(reference_file("onnx_latency.csv", root), header=None,
                      names=["model", "fp32_ms", "int8_ms", "speedup"])
     return df

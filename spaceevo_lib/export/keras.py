@@ -57,7 +57,7 @@ def load_triton_before_tensorflow() -> None:
     ``torch._dynamo`` and so torchvision, ``torch.compile`` and the dynamo ONNX exporter load,
     segfaults when it comes after TensorFlow's (torch 2.14 CUDA wheel + TF 2.21; ~0.2 s)."""
     if "tensorflow" not in sys.modules and importlib.util.find_spec("triton") is not None:
-        import triton  # noqa: F401
+        import triton  # noqa: F401  # heavy: triton
 
 
 def _keras():
@@ -65,7 +65,7 @@ def _keras():
     load_triton_before_tensorflow()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
+    import keras  # heavy: keras
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(f"the Keras exporter needs the tensorflow backend (for TFLite); "
                            f"KERAS_BACKEND is {keras.backend.backend()!r}")

@@ -29,10 +29,10 @@ PRECISIONS = ("fp32", "int8")
 
 def _tensorflow():
     """Import TensorFlow safely (see ``keras.load_triton_before_tensorflow``), quietly."""
-    from .keras import load_triton_before_tensorflow
+    from .keras import load_triton_before_tensorflow  # heavy: imports torch
     load_triton_before_tensorflow()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: tensorflow
     tf.get_logger().setLevel("ERROR")
     return tf
 
@@ -104,7 +104,7 @@ def _frozen_graph(model: keras.Model, public: bool = False
     if model in _FROZEN and not public:
         return _FROZEN[model]
     tf = _tensorflow()
-    from tensorflow.python.framework import convert_to_constants as c2c
+    from tensorflow.python.framework import convert_to_constants as c2c  # heavy: tensorflow
     shape = (1, *(int(d) for d in model.inputs[0].shape[1:]))
     fn = tf.function(lambda x: model(x, training=False))
     concrete = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32))
@@ -133,7 +133,7 @@ class TFLiteRunner:
 
     def __init__(self, model_bytes: bytes, threads: int = 1, xnnpack: bool = True):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # heavy: ai_edge_litert
         resolver = (OpResolverType.AUTO if xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self.threads, self.xnnpack = int(threads), bool(xnnpack)

@@ -30,6 +30,7 @@ import json
 import logging
 import multiprocessing
 import shutil
+import signal
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -37,11 +38,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-from .. import __version__
 from .._io import atomic_path, stable_hash, write_json
-from .devices import CompiledPair, get_device, make_record
+from .._version import __version__
+from .devices import CompiledPair, get_device
 from .protocol import Protocol, check_protocol_version, summarize_visits, time_networks
+from .records import make_record
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +111,50 @@ class Job:
                             "protocol": protocol.as_dict(), "spaceevo_lib": __version__})[:16]
 
 
+def calibration_inputs(images_nchw: np.ndarray, shape, seed: int = 0) -> np.ndarray:
+    """Real-image inputs of ``shape`` (1, C, H, W) for calibration and timing.
+
+    RGB inputs are the images resized to H x W. Inputs with other channel counts (single
+    operators and blocks inside a network) are the resized images passed through a fixed random
+    1x1 projection 3 -> C, scaled to unit variance: feature maps with the spatial statistics of
+    real photographs rather than Gaussian noise.
+    """
+    import torch  # heavy: torch
+    import torch.nn.functional as F  # heavy: torch
+    _, c, h, w = shape
+    x = torch.from_numpy(np.ascontiguousarray(images_nchw, dtype=np.float32))
+    if x.shape[-2:] != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    if c != 3:
+        g = torch.Generator().manual_seed(seed)
+        proj = torch.randn(c, 3, generator=g) / np.sqrt(3.0)
+        x = torch.einsum("oc,nchw->nohw", proj, x)
+        x = x / x.std().clamp_min(1e-6)
+    return x.numpy().astype(np.float32)
+
+
+def check_images(images_nchw) -> np.ndarray:
+    """The real images every job's inputs are made from: (N > 0, 3, H, W), finite, as float32
+    (a ValueError names what is wrong, before any work)."""
+    x = np.asarray(images_nchw)
+    if x.ndim != 4 or len(x) == 0 or x.shape[1] != 3:
+        raise ValueError(f"images must be normalised RGB images (N > 0, 3, H, W) NCHW; got "
+                         f"shape {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("images contain NaN or inf")
+    return x
+
+
 def _prepare(job: Job, images: np.ndarray, seed: int):
     """The job's module (seeded, BN statistics from its inputs) and its calibration inputs."""
-    import torch
+    import torch  # heavy: torch
 
-    from ..nn import recalibrate_bn
-    from .bench import calibration_inputs
+    from ..nn.bn import recalibrate_bn  # heavy: imports torch
+    from .devices import check_input_shape  # heavy: imports torch
     torch.manual_seed(seed)
     module = job.build(**dict(job.spec)).eval()
+    check_input_shape(module, job.input_shape)  # a ValueError before anything is written
     calib = calibration_inputs(images, job.input_shape, seed)
     with torch.no_grad():
         recalibrate_bn(module, [torch.from_numpy(calib)])
@@ -122,22 +162,20 @@ def _prepare(job: Job, images: np.ndarray, seed: int):
 
 
 def _init_worker() -> None:
-    import signal
-
-    import torch
+    import torch  # heavy: torch
 
     # the parent's Ctrl-C or kernel shutdown reaches the whole process group: the parent stops
     # the pool itself, so an idle worker must not die with a KeyboardInterrupt traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    from ..export.keras import load_triton_before_tensorflow
+    from ..export.keras import load_triton_before_tensorflow  # heavy: imports torch
     load_triton_before_tensorflow()  # TensorFlow after triton, or it crashes (toolchain notes)
     torch.set_num_threads(1)
     logging.getLogger("spaceevo_lib").setLevel(logging.WARNING)
 
 
 def _compile(job: Job, images: np.ndarray, threads: int, seed: int, outdir: str,
-             check_images: int) -> dict:
+             n_check: int) -> dict:
     """Compile one job into ``outdir/<key>``; returns (and writes) its ``compiled.json``."""
     dest = Path(outdir) / job.key
     marker = dest / "compiled.json"
@@ -148,7 +186,7 @@ def _compile(job: Job, images: np.ndarray, threads: int, seed: int, outdir: str,
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="spaceevo-job-") as tmp:
         pair = dev.compile(module, job.input_shape, calib, Path(tmp), threads=threads)
-        check = dev.check_outputs(pair, calib[:max(1, check_images)], module)
+        check = dev.check_outputs(pair, calib[:max(1, n_check)], module)
         paths = {}
         for prec, src in (("fp32", pair.fp32_path), ("int8", pair.int8_path)):
             paths[prec] = dest / src.name
@@ -175,16 +213,16 @@ def load_records(run, table: str) -> list[dict]:
 
 def run_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
              protocol: Protocol = Protocol(), workers: int = 0, seed: int = 0,
-             check_images: int = 4, keep_models: bool = False, progress: bool = True):
+             n_check: int = 4, keep_models: bool = False, progress: bool = True):
     """Measure every job not in ``run``'s ``table`` yet; returns the rows of these jobs.
 
     ``images_nchw``: normalised real images (N, 3, H, W) from which every job's calibration and
-    timed inputs are made (:func:`~spaceevo_lib.latency.bench.calibration_inputs`).
+    timed inputs are made (:func:`calibration_inputs`).
     ``workers``: processes for the compile phase (0 = compile in this process). The timing
-    phase starts only when every conversion has finished.
+    phase starts only when every conversion has finished. ``n_check`` images check INT8
+    against FP32 outputs per job. A module that does not take its job's input shape, or
+    images that are not (N, 3, H, W), stop with a ValueError before anything is written.
     """
-    import pandas as pd
-
     jobs = list(jobs)
     seen: set[str] = set()
     for j in jobs:
@@ -192,14 +230,19 @@ def run_jobs(jobs: Iterable[Job], images_nchw: np.ndarray, run, table: str,
             raise ValueError(f"two jobs share the key {j.key}; deduplicate them first")
         seen.add(j.key)
         get_device(j.device, **dict(j.options)).require()  # a missing runtime stops here
+    images = check_images(images_nchw)
     rows = load_records(run, table)
     have = {r["key"] for r in rows}
     todo = [j for j in jobs if j.key not in have]
     outdir = run.path / f"{table}-models"
-    images = np.ascontiguousarray(images_nchw, dtype=np.float32)
     if todo:
-        infos = _compile_all(todo, images, protocol.threads, seed, outdir, check_images,
-                             workers, progress)
+        try:
+            infos = _compile_all(todo, images, protocol.threads, seed, outdir, n_check,
+                                 workers, progress)
+        except BaseException:
+            if outdir.is_dir() and not any(outdir.iterdir()):
+                outdir.rmdir()  # a job refused before anything compiled leaves nothing behind
+            raise
         visits = _load_visits(run, table)
         for start, group in _groups(todo, infos, protocol):
             recs, vis = time_jobs(group, [infos[j.key] for j in group], images, protocol,
@@ -248,7 +291,6 @@ def time_jobs(jobs: list[Job], infos: list[dict], images: np.ndarray,
 
     The visits table has the job ``key`` instead of the network index.
     """
-    from .bench import calibration_inputs
     pairs, compiled = [], []
     for job, info in zip(jobs, infos):
         dev = get_device(job.device, **dict(job.options))
@@ -315,15 +357,14 @@ def shutdown_workers() -> None:
     _POOL.clear()
 
 
-def _compile_all(todo: list[Job], images, threads, seed, outdir: Path, check_images: int,
+def _compile_all(todo: list[Job], images, threads, seed, outdir: Path, n_check: int,
                  workers: int, progress: bool) -> dict[str, dict]:
-    from tqdm import tqdm
     outdir.mkdir(parents=True, exist_ok=True)
     infos: dict[str, dict] = {}
     bar = tqdm(total=len(todo), desc="compile", unit="job", disable=not progress)
     if workers <= 0:
         for job in todo:
-            infos[job.key] = _compile(job, images, threads, seed, str(outdir), check_images)
+            infos[job.key] = _compile(job, images, threads, seed, str(outdir), n_check)
             bar.update()
     else:
         # converters leak (TensorFlow's MLIR state: ~25 MB per network even after Keras'
@@ -334,7 +375,7 @@ def _compile_all(todo: list[Job], images, threads, seed, outdir: Path, check_ima
             pool = worker_pool(workers)
             chunk = todo[start:start + RECYCLE_AFTER * workers]
             futures = {pool.submit(_compile, job, images, threads, seed, str(outdir),
-                                   check_images): job for job in chunk}
+                                   n_check): job for job in chunk}
             for fut in as_completed(futures):
                 infos[futures[fut].key] = fut.result()
                 bar.update()

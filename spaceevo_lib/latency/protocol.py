@@ -29,9 +29,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Protocol as TypingProtocol, Sequence
+from typing import Callable, Sequence
+from typing import Protocol as TypingProtocol
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..host import cpu_activity
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +146,6 @@ def idle_ramp(runner: Runner, pause_s: float = 0.2, runs: int = 40, repeats: int
     """Per-run times right after the CPU slept ``pause_s``: how long this machine takes to
     run at full speed again (the reason for :attr:`Protocol.warmup_ms`). One row per run:
     ``repeat``, ``run``, ``since_pause_ms`` (end of the run), ``ms``."""
-    import pandas as pd
     rows = []
     for rep in range(repeats):
         time.sleep(pause_s)
@@ -177,10 +181,6 @@ def time_networks(pairs: Sequence[Sequence[Runner]], protocol: Protocol = Protoc
     ``steal_cores``, ``top``: the busiest other processes). ``activity`` replaces
     :func:`spaceevo_lib.host.cpu_activity` (tests).
     """
-    import pandas as pd
-    from tqdm import tqdm
-
-    from ..host import cpu_activity
     p = protocol
     activity = activity or cpu_activity
     n = len(pairs)
@@ -246,7 +246,6 @@ def summarize_visits(visits, checks, protocol: Protocol = Protocol()):
     (``half_spread`` > ``max_rel_spread``), ``busy_cores`` (most other work seen by the idle
     checks before this network's visits) and ``busy``.
     """
-    import pandas as pd
     p = protocol
     busy_by_round = (checks.groupby("round")["busy_cores"].max().to_dict()
                      if len(checks) else {})

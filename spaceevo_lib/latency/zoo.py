@@ -2,7 +2,11 @@
 
 One :class:`ZooItem` describes one network to time; it builds the PyTorch module (the single
 description every runtime gets, see ``spaceevo_lib.export``) and knows its input shape. Which
-items exist at each zoo size is in ``configs/latency_zoo.yaml``.
+items exist at each zoo size is in ``configs/latency_zoo.yaml``. :func:`measure_zoo` turns
+(item, device) pairs into measurement jobs of the one measurement path
+(:func:`~spaceevo_lib.latency.jobs.run_jobs`): records are checkpointed in the run folder, an
+interrupted run resumes where it stopped, and a rerun with unchanged items, devices and
+protocol measures nothing again.
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Iterable, Sequence
 
+import numpy as np
 import yaml
 
 from ..nn import create_block, create_model, create_operator, list_operators, operator_input_shape
 from ..nn.models import TORCHVISION_MODELS
-from .jobs import job_builder
+from ..space import get_hyperspace, published_subnets
+from .devices import get_device
+from .jobs import Job, job_builder, run_jobs
+from .protocol import Protocol
 
 KINDS = ("operator", "conv1x1", "block", "model")
 
@@ -57,7 +65,7 @@ class ZooItem:
 
     def build(self, seed: int = 0):
         """The PyTorch module, randomly initialised with ``seed``, in eval mode."""
-        import torch
+        import torch  # heavy: torch
         torch.manual_seed(seed)
         p = self.params
         if self.kind == "operator":
@@ -68,7 +76,7 @@ class ZooItem:
             m = create_block(self.op_type, p["cin"], p["cout"], p["k"], p["stride"], p["e"],
                              p["act"])
         elif self.op_type.startswith("SEQnet@"):
-            from ..space.build import build_published
+            from ..nn.subnet import build_published  # heavy: imports torch
             m = build_published(self.op_type)
         else:
             m = create_model(self.op_type, seed=seed)
@@ -88,7 +96,6 @@ def _item(kind: str, op_type: str, **spec: Any) -> ZooItem:
 def block_item(hyperspace: str, stage: str, code: str, resolution: int) -> ZooItem:
     """A block configured as it sits in ``stage`` of ``hyperspace`` at ``resolution``:
     kernel 3, the middle expand ratio, median widths of this and the previous stage."""
-    from ..space import get_hyperspace
     hs = get_hyperspace(hyperspace)
     names = [s.name for s in hs.stages]
     i = names.index(stage)
@@ -130,7 +137,6 @@ def zoo_items(size: str) -> list[ZooItem]:
     for hw in sweep["hw"]:
         for c in sweep["channels"]:
             items.append(_item("conv1x1", "conv1x1", channels=c, hw=hw))
-    from ..space import get_hyperspace
     b = z["blocks"]
     for hs in b["hyperspaces"]:
         codes = [blk.code for blk in get_hyperspace(hs).blocks]
@@ -147,13 +153,49 @@ def zoo_items(size: str) -> list[ZooItem]:
 
 def _seqnets(names: list[str] | str) -> list[str]:
     """The published SEQnets to time: a list of names, or 'all' (paper-notes §10)."""
-    from ..space import published_subnets
     return sorted(published_subnets()) if names == "all" else list(names)
 
 
 def _seqnet_resolution(name: str) -> int:
-    from ..space import published_subnets
     subnets = published_subnets()
     if name not in subnets:
         raise KeyError(f"unknown SEQnet {name!r}; known: {', '.join(sorted(subnets))}")
     return subnets[name][1].resolution
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def zoo_jobs(items: Iterable[ZooItem], devices: Sequence[str], protocol: Protocol = Protocol(),
+             device_options: dict | None = None) -> list:
+    """One measurement :class:`~spaceevo_lib.latency.jobs.Job` per (item, device)."""
+    device_options = device_options or {}
+    jobs = []
+    for item in items:
+        meta = {"item": item.item, "kind": item.kind, "op_type": item.op_type,
+                **{f"p_{k}": v for k, v in item.params.items()}}
+        for name in devices:
+            jobs.append(Job.make(name, build_item, {"kind": item.kind, "op_type": item.op_type,
+                                                    "spec": item.spec},
+                                 item.input_shape, meta, device_options.get(name, {}),
+                                 protocol))
+    return jobs
+
+
+def measure_zoo(items: Iterable[ZooItem], devices: Sequence[str], images_nchw: np.ndarray,
+                run, protocol: Protocol = Protocol(), device_options: dict | None = None,
+                table: str = "measurements", seed: int = 0, workers: int = 0,
+                progress: bool = True):
+    """Measure every item on every device; returns the table rows of these items and devices.
+
+    ``images_nchw``: normalised real images (N, 3, H, W) used to calibrate INT8 and as the
+    timed input. ``run``: the chapter's :class:`spaceevo_lib.store.Run`. ``device_options``:
+    per-device keyword options, e.g. ``{"ort-vnni": {"fmt": "qop-u8s8"}}``. The measurement
+    path is :func:`~spaceevo_lib.latency.jobs.run_jobs` (``workers`` convert in parallel, the
+    timing runs on an idle CPU, records are checkpointed and reused).
+    """
+    items = list(items)
+    for name in devices:  # unknown devices and missing runtimes stop here, before any work
+        get_device(name, **(device_options or {}).get(name, {})).require()
+    jobs = zoo_jobs(items, devices, protocol, device_options)
+    return run_jobs(jobs, images_nchw, run, table, protocol, workers, seed, progress=progress)

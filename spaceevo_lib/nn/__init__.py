@@ -1,4 +1,8 @@
-"""PyTorch networks of the study: hyperspace blocks, single operators, reference models."""
+"""PyTorch networks of the study: the block registry (one description per block code) and its
+blocks, single operators, torchvision reference models, static subnets of a space
+(:mod:`.subnet`), their MACs and parameters (:mod:`.flops`) and BN re-calibration
+(:mod:`.bn`). Reusable machinery only; the plain-value descriptions are :mod:`spaceevo_lib.space`.
+"""
 
 from .blocks import ConvBNAct, SqueezeExcite, create_block, head_parts, list_blocks, make_divisible
 from .bn import recalibrate_bn

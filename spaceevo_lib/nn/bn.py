@@ -15,22 +15,27 @@ from torch import nn
 
 
 @torch.no_grad()
-def recalibrate_bn(module: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
-    """Set every BatchNorm's running mean/var to the exact average over ``batches``.
-
-    The module is left in eval mode; its weights are not changed.
-    """
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return module.eval()
-    saved = [(m.momentum, m.training) for m in bns]
-    for m in bns:
+def recalibrate_bn(model: nn.Module, inputs: Iterable, batches: int | None = None) -> nn.Module:
+    """Reset every BatchNorm's running statistics and re-estimate them as the exact average
+    (cumulative, momentum None) over the first ``batches`` items of ``inputs`` (all if None;
+    none if <= 0). Items are input tensors or ``(input, label)`` pairs, so a data loader works
+    as it is. Only the BN layers run in training mode; every other module runs in eval mode
+    (dropout, stochastic depth and LSQ+ quantizers as at inference: AttentiveNAS / AlphaNet,
+    training-notes §5). The model is left in eval mode; its weights are not changed."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    if not bns or (batches is not None and batches <= 0):
+        return model
+    saved = [m.momentum for m in bns]
+    for m in bns:  # BNs are leaves: set the flag, no recursive .train()
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average = exact mean over all batches
-    module.train()
-    for x in batches:
-        module(x)
-    module.eval()
-    for m, (momentum, _) in zip(bns, saved):
+        m.training = True
+    for i, item in enumerate(inputs):
+        if batches is not None and i >= batches:
+            break
+        model(item[0] if isinstance(item, (tuple, list)) else item)
+    for m, momentum in zip(bns, saved):
         m.momentum = momentum
-    return module
+        m.training = False
+    return model

@@ -20,8 +20,8 @@ def create_model(name: str, n_classes: int = 1000, seed: int = 0,
     32-px images (the hyperspaces' stem gets the same change, ``configs/hyperspaces.yaml``), so
     that baselines and subnets see the same feature-map sizes.
     """
-    import torch
-    import torchvision
+    import torch  # heavy: torch
+    import torchvision  # heavy: torchvision
     if name not in TORCHVISION_MODELS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(TORCHVISION_MODELS)}")
     if stem_stride not in (1, 2):

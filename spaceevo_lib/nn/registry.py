@@ -31,6 +31,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..space.hyperspace import make_divisible
+
 #: Stacked plain 3x3 depthwise convolutions of a K3 block per kernel size (paper-notes §2.4).
 K3_STACK = {3: 1, 5: 2, 7: 3}
 
@@ -106,7 +108,6 @@ class BlockType:
 
     def hidden(self, cin: int, cout: int, e: float | None) -> int:
         """The block's hidden width (the reference's make_divisible rounding)."""
-        from ..space.hyperspace import make_divisible
         if self.family == "mbv1dual":
             return max(cin, cout)
         if self.family == "stem":
@@ -115,7 +116,6 @@ class BlockType:
                                                            else cout))
 
     def se_mid(self, cin: int, hidden: int) -> int:
-        from ..space.hyperspace import make_divisible
         return make_divisible((hidden if self.se_from == "hidden" else cin) // 4)
 
 

@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..latency.jobs import job_builder
+from ..latency.jobs import job_builder, run_jobs
+from ..latency.protocol import Protocol
 
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
 PROBES = ("conv", "conv+bn", *(f"conv+bn+{a}" for a in ACTIVATIONS), *ACTIVATIONS)
@@ -26,9 +27,9 @@ PROBES = ("conv", "conv+bn", *(f"conv+bn+{a}" for a in ACTIVATIONS), *ACTIVATION
 def build_probe(probe: str, channels: int, k: int = 3):
     """The module of one probe: ``conv`` (depthwise k x k), ``conv+bn``, ``conv+bn+<act>`` or
     ``<act>`` alone."""
-    from torch import nn
+    from torch import nn  # heavy: torch
 
-    from ..nn.blocks import act_layer
+    from ..nn.blocks import act_layer  # heavy: imports torch
     if probe in ACTIVATIONS:
         return nn.Sequential(act_layer(probe))
     parts = probe.split("+")
@@ -44,7 +45,7 @@ def build_probe(probe: str, channels: int, k: int = 3):
 
 
 def fusion_jobs(device: str, channels: int, hw: int, protocol, options: dict | None = None):
-    from ..latency.jobs import Job
+    from ..latency.jobs import Job  # heavy: imports torch
     return [Job.make(device, build_probe, {"probe": p, "channels": channels},
                      (1, channels, hw, hw), {"kind": "fusion", "probe": p}, options, protocol)
             for p in PROBES]
@@ -71,3 +72,13 @@ def fusion_table(measured: pd.DataFrame, precisions: Sequence[str] = ("fp32", "i
                              "saved_pct": 100 * (1 - extra / alone),
                              "verdict": "fused" if extra < 0.5 * alone else "separate kernel"})
     return pd.DataFrame(rows)
+
+
+def measure_fusion(devices, run, images: np.ndarray, protocol: Protocol = Protocol(),
+                   channels: int = 64, hw: int = 56, workers: int = 0, seed: int = 0,
+                   device_options: dict | None = None, progress: bool = True) -> pd.DataFrame:
+    """Time the fusion probes (:mod:`.fusion`) on every device; returns the verdict table."""
+    jobs = [j for d in devices
+            for j in fusion_jobs(d, channels, hw, protocol, (device_options or {}).get(d))]
+    measured = run_jobs(jobs, images, run, "fusion", protocol, workers, seed, progress=progress)
+    return fusion_table(measured)

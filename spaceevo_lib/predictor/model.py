@@ -36,13 +36,12 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..latency.protocol import PROTOCOL_VERSION, ProtocolMismatch
 from .._io import atomic_path, write_json
+from .._version import __version__
+from ..latency.protocol import PROTOCOL_VERSION, ProtocolMismatch, latency_column
 from ..space.encoding import SpaceChoice, Subnet
-from ..latency.protocol import latency_column
-from .units import (FEATURES, KERNEL_FEATURES, SpaceUnits, Unit, subnet_units, unit_cost,
-                    unit_features)
+from .units import (FEATURES, KERNEL_FEATURES, SpaceUnits, Unit, network_units, subnet_units,
+                    unit_cost, unit_features)
 
 PRECISIONS = ("fp32", "int8")
 REGRESSORS = ("kernel", "kernel+gbr", "rf", "gbr")
@@ -52,8 +51,8 @@ _KERNEL_COLS = [FEATURES.index(k) for k in KERNEL_FEATURES]
 
 def make_regressor(family: str, seed: int = 0):
     """A fresh scikit-learn regressor for one model of ``family`` (see :class:`UnitRegressor`)."""
-    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
-    from sklearn.linear_model import LinearRegression
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor  # heavy: sklearn
+    from sklearn.linear_model import LinearRegression  # heavy: sklearn
     if family == "rf":
         return RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=1)
     if family in ("gbr", "residual"):
@@ -175,7 +174,7 @@ def compare_regressors(units_table: pd.DataFrame, families: Sequence[str] = REGR
     sum of blocks, dominated by its slowest ones, so absolute errors on large blocks matter more
     than relative errors on tiny ones.
     """
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import KFold  # heavy: sklearn
     units = frame_units(units_table)
     rows = []
     n_splits = max(2, min(folds, len(units)))
@@ -206,6 +205,11 @@ def error_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
             "rmspe_pct": float(100 * np.sqrt(np.mean(rel ** 2))),
             **{f"within_{b}pct": float(100 * np.mean(np.abs(rel) <= b / 100))
                for b in (5, 10, 15)}}
+
+
+def saved_name(device: str, hyperspace: str) -> str:
+    """The file stem a predictor of ``device`` for ``hyperspace`` is saved under."""
+    return f"predictor-{device}@{hyperspace}"
 
 
 class LatencyPredictor:
@@ -251,7 +255,7 @@ class LatencyPredictor:
             ) -> LatencyPredictor:
         """Fit on measured units (columns of :class:`Unit` + the latency columns of
         :func:`latency_column`); ``whole_table`` (``space``, ``subnet``, the same latency
-        columns; torchvision rows as in :func:`~.experiment.network_units`) fits the
+        columns; torchvision rows as in :func:`~.units.network_units`) fits the
         composition; without it the prediction is the plain sum of units."""
         self.units_table = units_table.reset_index(drop=True)
         self.whole_table = None if whole_table is None else whole_table.reset_index(drop=True)
@@ -262,7 +266,6 @@ class LatencyPredictor:
             self._cache[p] = {}
             self.composition[p] = _PLAIN
         if self.whole_table is not None and len(self.whole_table):
-            from .experiment import network_units
             nets = [network_units(sp, sub) for sp, sub in zip(self.whole_table["space"],
                                                              self.whole_table["subnet"])]
             for p in PRECISIONS:
@@ -388,7 +391,7 @@ class LatencyPredictor:
         if self.units_table is None:
             raise RuntimeError("fit the predictor before saving it")
         folder = Path(folder)
-        stem = name or f"predictor-{self.device}@{self.hyperspace}"
+        stem = name or saved_name(self.device, self.hyperspace)
         folder.mkdir(parents=True, exist_ok=True)
         for kind, table in (("units", self.units_table), ("whole", self.whole_table)):
             if table is not None:
@@ -406,6 +409,7 @@ class LatencyPredictor:
 
     @classmethod
     def load(cls, folder: Path | str, name: str) -> LatencyPredictor:
+        """The predictor saved as ``name`` in ``folder``, refitted from its tables."""
         folder = Path(folder)
         path = folder / f"{name}.json"
         if not path.exists():

@@ -7,7 +7,7 @@ block is the smallest piece whose isolated latency adds up). A subnet of a candi
 :class:`Unit` row: block code, activation, input/output widths, kernel, expand ratio, stride
 and input side. The same rows build the PyTorch module that is measured
 (:func:`build_unit`) and give the analytic features the regressors use (:func:`unit_features`:
-MACs, parameters, tensor sizes), counted exactly as :mod:`spaceevo_lib.space.flops` counts the
+MACs, parameters, tensor sizes), counted exactly as :mod:`spaceevo_lib.nn.flops` counts the
 built module (a test checks it block type by block type).
 """
 
@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..latency.jobs import job_builder
-from ..space.encoding import SpaceChoice, Subnet, _as_space
+from ..space.encoding import SpaceChoice, Subnet, as_space, stage_options
 from ..space.hyperspace import as_hyperspace
 
 HEAD = "Head"
@@ -73,8 +73,7 @@ class SpaceUnits:
     """
 
     def __init__(self, space: SpaceChoice | str):
-        from ..space.encoding import stage_options
-        self.space = _as_space(space)
+        self.space = as_space(space)
         hs = self.space.spec
         self.stages = []
         for opt in stage_options(self.space):
@@ -119,10 +118,10 @@ def build_unit(code: str, act: str, cin: int, cout: int, k: int, e: float, strid
                hw: int = 0, fe: int = 0, fm: int = 0):
     """The PyTorch module of one unit (the keyword form of :class:`Unit`, so that latency
     jobs can rebuild it in a worker process)."""
-    from torch import nn
+    from torch import nn  # heavy: torch
 
-    from ..nn.blocks import head_parts
-    from ..nn.registry import block_type
+    from ..nn.blocks import head_parts  # heavy: imports torch
+    from ..nn.registry import block_type  # heavy: imports torch
     if code == HEAD:  # fm = 0: no feature-mix conv (torchvision's MobileNetV2 head)
         return nn.Sequential(head_parts(cin, fe, act, fm, act, cout))
     return block_type(code).static(cin, cout, k, stride, e or None, act)
@@ -192,7 +191,7 @@ class _Cost:
 def _unit_cost(u: Unit) -> tuple[_Cost, int]:
     """The unit's layers, as the registry's static block builds them (one cost function per
     family below); returns the accumulated cost and the widest inner tensor's elements."""
-    from ..nn.registry import block_type
+    from ..nn.registry import block_type  # heavy: imports torch
     hw_in, s, act = u.hw, u.stride, u.act
     hw = _out(hw_in, s)
     cost = _Cost()
@@ -246,7 +245,7 @@ def mbv1_dual_cost(bt, cost: _Cost, u: Unit) -> int:
 
 
 def mb_cost(bt, cost: _Cost, u: Unit) -> int:
-    from ..nn.registry import K3_STACK
+    from ..nn.registry import K3_STACK  # heavy: imports torch
     hw = _out(u.hw, u.stride)
     hidden = bt.hidden(u.cin, u.cout, u.e or None)
     if hidden != u.cin:
@@ -337,9 +336,9 @@ def baseline_units(name: str, resolution: int, n_classes: int = 1000,
         why = _OUTSIDE.get(name, "it is not a torchvision baseline of this study")
         raise KeyError(f"{name!r} cannot be priced by a block predictor: {why}; priceable "
                        f"baselines: {', '.join(BASELINES)}")
-    from torch import nn
+    from torch import nn  # heavy: torch
 
-    from ..nn.models import create_model
+    from ..nn.models import create_model  # heavy: imports torch
     m = create_model(name, n_classes=n_classes, stem_stride=stem_stride)
     convs = lambda mod: [c for c in mod.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
     first = convs(m.features[0])[0]
@@ -372,7 +371,7 @@ def scale_subnet(subnet: Subnet | str, space: SpaceChoice | str, target: str) ->
     at the same position of the target stage's list, and the resolution by the one at the same
     position of the target's resolution list (scaled hyperspaces keep list lengths).
     """
-    sp, sub = _as_space(space), (subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet))
+    sp, sub = as_space(space), (subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet))
     src, dst = sp.spec, as_hyperspace(target)
     if src.name == dst.name:
         return sp, sub
@@ -389,3 +388,19 @@ def scale_subnet(subnet: Subnet | str, space: SpaceChoice | str, target: str) ->
     out.validate(dst, tsp)
     return tsp, out
 
+
+#: The ``space`` of whole-network rows that are torchvision baselines.
+BASELINE_SPACE = "torchvision"
+
+
+def network_units(space: str, subnet: str) -> list:
+    """Units of a whole-network row: a subnet of a space, or a torchvision baseline (space
+    ``torchvision``, subnet ``<name>@r<resolution>[/c<classes>/s<stem stride>]``)."""
+    if space == BASELINE_SPACE:
+        head, *extra = subnet.split("/")
+        name, r = head.rsplit("@r", 1)
+        opts = {"n_classes": 1000, "stem_stride": 2}
+        for tok in extra:
+            opts["n_classes" if tok[0] == "c" else "stem_stride"] = int(tok[1:])
+        return baseline_units(name, int(r), **opts)
+    return subnet_units(space, subnet)

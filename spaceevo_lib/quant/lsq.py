@@ -53,7 +53,10 @@ class NotInitialisedError(RuntimeError):
     """A quantizer was evaluated or exported before any training-mode forward set its range."""
 
 
-class _Quantizer(nn.Module):
+class Quantizer(nn.Module):
+    """What every LSQ+ quantizer shares: a learned step, and a flag set by the first
+    training-mode forward pass (which initialises its range)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
@@ -70,7 +73,7 @@ class _Quantizer(nn.Module):
         return self.scale.detach().abs().clamp_min(EPS)
 
 
-class ActQuantizer(_Quantizer):
+class ActQuantizer(Quantizer):
     """LSQ+ activation quantizer (one per tensor): learnable scale and offset, 0..255."""
 
     def __init__(self) -> None:
@@ -110,7 +113,7 @@ class ActQuantizer(_Quantizer):
         return "uint8, asymmetric, learned scale and offset"
 
 
-class WeightQuantizer(_Quantizer):
+class WeightQuantizer(Quantizer):
     """LSQ+ weight quantizer: symmetric int8 (-127..127), per output channel or per tensor."""
 
     def __init__(self, channels: int, per_channel: bool = True) -> None:

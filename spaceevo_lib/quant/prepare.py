@@ -26,6 +26,7 @@ rebuilds it to load a checkpoint. Quantizers initialise on the first training-mo
 
 from __future__ import annotations
 
+import copy
 import operator
 from typing import Iterator
 
@@ -77,7 +78,9 @@ class QLinear(nn.Linear):
         return F.linear(x, self.weight_quantizer(self.weight), self.bias)
 
 
-def _trace(model: nn.Module) -> fx.GraphModule:
+def trace_network(model: nn.Module) -> fx.GraphModule:
+    """The ``torch.fx`` graph of a network (a graph is returned as it is), keeping what a
+    subnet carries (resolution, space, subnet)."""
     if isinstance(model, fx.GraphModule):
         return model
     gm = fx.symbolic_trace(model)
@@ -100,9 +103,9 @@ def _set_module(gm: fx.GraphModule, target: str, new: nn.Module) -> None:
 def fold_bn(model: nn.Module) -> fx.GraphModule:
     """The network with every conv -> batch norm pair folded into one conv with bias (eval
     statistics), as a GraphModule. A BN that does not directly follow a conv raises."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from torch.nn.utils.fusion import fuse_conv_bn_eval  # heavy: torch
 
-    gm = _trace(model)
+    gm = trace_network(model)
     was_training = gm.training
     gm.eval()
     for n in list(gm.graph.nodes):
@@ -199,8 +202,6 @@ def _decompose_gated_activations(gm: fx.GraphModule) -> None:
 def quantize_model(model: nn.Module, per_channel: bool = True) -> fx.GraphModule:
     """The LSQ+ fake-quantized network of a trained FP32 ``model`` (BN folded, quantizers
     placed as the module docstring says). The input model is not modified."""
-    import copy
-
     gm = fold_bn(copy.deepcopy(model))
     _decompose_gated_activations(gm)
     for n in list(gm.graph.nodes):
@@ -247,7 +248,7 @@ class _FrozenAct(nn.Module):
 
 class _FrozenWeight(nn.Module):
     """A weight on its int8 grid with constant scales: exports as QuantizeLinear (folded into an
-    int8 initializer by :func:`spaceevo_lib.export.onnx.export_qdq`) + DequantizeLinear."""
+    int8 initializer by :func:`spaceevo_lib.quant.deploy.export_qdq`) + DequantizeLinear."""
 
     def __init__(self, q: WeightQuantizer, w: torch.Tensor):
         super().__init__()
@@ -290,9 +291,7 @@ class _FrozenLinear(nn.Module):
 def frozen_for_export(model: fx.GraphModule) -> fx.GraphModule:
     """A copy of a quantized network with every quantizer's learned scale and zero point as
     constants, computing exactly what the eval-mode network computes; this is what
-    ``export.onnx.export_qdq`` exports. Raises NotInitialisedError on an untrained quantizer."""
-    import copy
-
+    ``quant.deploy.export_qdq`` exports. Raises NotInitialisedError on an untrained quantizer."""
     gm = copy.deepcopy(model).eval()
     for name, m in list(gm.named_modules()):
         if isinstance(m, ActQuantizer):

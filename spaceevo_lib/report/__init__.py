@@ -1,10 +1,10 @@
-"""What the book shows: the paper's reference values, host facts and the figures of each chapter."""
+"""What the book shows: one module of figures per chapter (named after the chapter's key:
+``report.int8`` draws the INT8 chapter's figures), the study's setup beside the paper's and
+this host's facts (:mod:`.study`), and how a table is rendered on a page (:mod:`.tables`).
+Figures take the chapters' tables and import matplotlib only when drawing.
+"""
 
-from . import course  # noqa: F401  (sel.report.course)
-from .paper import paper_claims, paper_code_release, paper_setup, paper_source, paper_table1, paper_value
-from .scorecard import against_paper, collect_summaries, plot_against_paper
 from .study import host_table, substitutions
 from .tables import table
 
-__all__ = ["against_paper", "collect_summaries", "plot_against_paper", "paper_claims", "paper_code_release", "paper_setup", "paper_source", "paper_table1", "paper_value", "host_table",
-           "substitutions", "table"]
+__all__ = ["host_table", "substitutions", "table"]

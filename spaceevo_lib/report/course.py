@@ -1,8 +1,11 @@
-"""The course page: a learning path through the chapters for a NAS course, with each chapter's
-measured wall time read from this build's run folders, and the paper's pipeline (its
-Figure 3) drawn from the chapter list."""
+"""Figures of the chapter "A course on hardware-aware NAS for INT8" (also shown by the
+introduction): the paper's pipeline (its Figure 3) drawn from the chapter list."""
 
 from __future__ import annotations
+
+import textwrap
+
+from ..config import chapters
 
 #: The paper's pipeline (Figure 3), step by step, and the chapter that runs each step here
 #: (None: not in this book yet; the page says so instead of linking a placeholder).
@@ -17,101 +20,51 @@ PIPELINE = (
     ("SEQnet search, Table 1, Figure 1", None),
 )
 
-#: Sessions of a course: objectives, chapters, exercises (labels in the chapters).
-SESSIONS = (
-    {"session": 1, "title": "Why INT8 latency is not FLOPs",
-     "objectives": "measure INT8 vs FP32 latency on two runtimes; explain why some operators "
-                   "get slower in INT8",
-     "chapters": ("intro", "data", "latency"),
-     "exercises": ("ex-data-32px", "ex-lat-qdq", "ex-lat-threads")},
-    {"session": 2, "title": "Predicting latency",
-     "objectives": "build a block-level latency predictor; judge it against the ground "
-                   "truth's own repeatability",
-     "chapters": ("predictor",), "exercises": ("ex-pred-scalar", "ex-pred-visits")},
-    {"session": 3, "title": "Search spaces as objects",
-     "objectives": "read hyperspaces, width windows and space encodings; count a space",
-     "chapters": ("space",), "exercises": ("ex-space-count", "ex-space-k3")},
-    {"session": 4, "title": "Searching for a space",
-     "objectives": "compute the Q-T score; run aging evolution; read error bars on scores",
-     "chapters": ("qt",), "exercises": ("ex-qt-quirk", "ex-qt-t")},
-    {"session": 5, "title": "Training and deploying INT8",
-     "objectives": "fine-tune with LSQ+; deploy one file and measure its accuracy and latency "
-                   "from that file",
-     "chapters": ("int8",), "exercises": ("ex-int8-open", "ex-int8-per-tensor")},
-    {"session": 6, "title": "Designing a space for your hardware",
-     "objectives": "distil stage students block by block in INT8; build lookup tables; "
-                   "evolve a space per device and compare it with hand-designed ones",
-     "chapters": ("blockkd", "scorecard"), "exercises": ("ex-kd-table", "ex-kd-limits")},
-)
-
-#: Assignments that rerun a chapter with papermill parameters.
-ASSIGNMENTS = (
-    ("Rerun the latency chapter with onnxruntime's QDQ format and explain the difference in "
-     "INT8 speedup", 'make chapter NB=latency PARAMS="-p quant_format qdq-s8s8"'),
-    ("Fine-tune with one weight scale per tensor, as the paper's code does; which network "
-     "loses more?", 'make chapter NB=int8 PARAMS="-p per_channel false"'),
-    ("Replay the space search with the released code's fixed initial blocks; does the best "
-     "space change?", 'make chapter NB=qt PARAMS="-p replay_quirk true"'),
-)
-
-
-def session_table(profile: str):
-    """One row per session: objectives, chapters, exercises, and the chapters' wall time in
-    this build at ``profile`` (from their ``timing.json``; NaN where a chapter has not run)."""
-    import pandas as pd
-
-    from ..book import timings
-    from ..config import chapters
-    known = chapters()
-    rows = []
-    for s in SESSIONS:
-        secs = []
-        for ch in s["chapters"]:
-            t = [x["seconds"] for x in timings(ch) if x["profile"] == profile]
-            secs.append(t[0] if t else float("nan"))
-        rows.append({"session": s["session"], "title": s["title"],
-                     "objectives": s["objectives"],
-                     "chapters": ", ".join(known[c].title for c in s["chapters"]),
-                     "exercises": ", ".join(s["exercises"]),
-                     f"measured minutes ({profile})": round(sum(secs) / 60, 1)})
-    return pd.DataFrame(rows)
-
 
 def plot_pipeline():
-    """The paper's pipeline as boxes, each labelled with the chapter that runs it here."""
-    import textwrap
+    """The paper's pipeline as numbered boxes in two rows (legible at the page's width), each
+    labelled with the chapter that runs it here."""
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
-    import matplotlib.pyplot as plt
-
-    from ..config import chapters
     known = chapters()
-    fig, ax = plt.subplots(figsize=(11, 2.6))
     n = len(PIPELINE)
+    per_row = (n + 1) // 2
+    w, h, gap_x, gap_y = 1.0, 1.0, 0.25, 0.45  # box size and gaps, in data units
+    # 1 data unit = 1.75 in across and 1.5 in up: about 8.5 in (850 px inline) wide, shown at
+    # 80-95 % in a text column 690-800 px wide, so that 12 pt text (17 characters a line) is
+    # about as large as the page's own text
+    width = per_row * w + (per_row - 1) * gap_x
+    fig, ax = plt.subplots(figsize=(width * 1.75 + 0.2, (2 * h + gap_y) * 1.5 + 0.6))
     for i, (step, ch) in enumerate(PIPELINE):
+        row, col = divmod(i, per_row)
+        x, y = col * (w + gap_x), (1 - row) * (h + gap_y)
         done = ch is not None
-        ax.add_patch(plt.Rectangle((i, 0), 0.86, 1, fc="#cfe3f6" if done else "#eeeeee",
-                                   ec="0.3", lw=1))
-        ax.text(i + 0.43, 0.62, "\n".join(textwrap.wrap(step, 15)), ha="center",
-                va="center", fontsize=7.5)
-        ax.text(i + 0.43, 0.18, known[ch].notebook.split(".")[0] if done else "not yet",
-                ha="center", va="center", fontsize=7, style="italic")
-        if i < n - 1:
-            ax.annotate("", (i + 1.0, 0.5), (i + 0.86, 0.5),
-                        arrowprops={"arrowstyle": "->", "lw": 1})
-    ax.set_xlim(-0.05, n)
-    ax.set_ylim(-0.05, 1.05)
+        ax.add_patch(plt.Rectangle((x, y), w, h, fc="#cfe3f6" if done else "#eeeeee",
+                                   ec="0.3", lw=1.2))
+        ax.text(x + 0.05, y + h - 0.06, f"{i + 1}", ha="left", va="top", fontsize=10.5,
+                fontweight="bold", color="0.25")
+        label = "\n".join(textwrap.wrap(step.replace("->", "→"), 17))
+        ax.text(x + w / 2, y + 0.55 * h, label, ha="center", va="center", fontsize=12,
+                linespacing=1.15)
+        ax.text(x + w / 2, y + 0.1 * h, known[ch].notebook.split(".")[0] if done else "not yet",
+                ha="center", va="center", fontsize=11, style="italic",
+                color="0.1" if done else "0.35")
+        arrow = {"arrowstyle": "-|>", "lw": 1.4, "color": "0.25", "mutation_scale": 14}
+        if i == n - 1:
+            continue
+        if col < per_row - 1:  # to the next box on the same row
+            ax.annotate("", (x + w + gap_x, y + h / 2), (x + w, y + h / 2),
+                        arrowprops={**arrow, "shrinkA": 0, "shrinkB": 1})
+        else:  # from the end of the first row down to the start of the second
+            mid = y - gap_y / 2
+            ax.plot([x + w / 2, x + w / 2, w / 2], [y, mid, mid], color="0.25", lw=1.4,
+                    solid_capstyle="butt")
+            ax.annotate("", (w / 2, y - gap_y), (w / 2, mid),
+                        arrowprops={**arrow, "shrinkA": 0, "shrinkB": 1})
+    ax.set_xlim(-0.03, width + 0.03)
+    ax.set_ylim(-0.03, 2 * h + gap_y + 0.03)
     ax.axis("off")
-    ax.set_title("The paper's pipeline (Figure 3), and the chapter that runs each step here")
+    ax.set_title("The paper's pipeline (Figure 3), and the chapter that runs each step here",
+                 fontsize=13, pad=10)
     fig.tight_layout()
     return fig
-
-
-def course_summary(table, profile: str) -> list[dict]:
-    """The page's records: sessions, and the measured minutes of the whole path at
-    ``profile`` (when every chapter of it has run in this build)."""
-    from ..store import record
-    out = [record("course/sessions", len(table), "sessions")]
-    total = float(table[f"measured minutes ({profile})"].sum(skipna=False))
-    if total == total:  # not NaN
-        out.append(record(f"course/minutes/{profile}", round(total, 1), "min"))
-    return out

@@ -1,50 +1,13 @@
-"""The book's scorecard: every chapter's headline numbers beside the paper's, from summary.json."""
+"""Figures of the chapter "Scorecard"."""
 
 from __future__ import annotations
 
-import pandas as pd
-
-from ..config import chapters
-from ..store import MissingResultError, Run
+import numpy as np
 
 
-def collect_summaries(profile: str, names: list[str] | None = None) -> pd.DataFrame:
-    """All ``summary.json`` records of a profile, one row each, with the chapter they came from.
-
-    Chapters that have not been run at this profile are skipped (listed in ``.attrs['missing']``).
-    """
-    rows, missing = [], []
-    for name in names or [n for n in chapters() if n != "scorecard"]:
-        try:
-            records = Run(name, profile).read_summary()
-        except MissingResultError:
-            missing.append(name)
-            continue
-        rows += [{"chapter": name, **r} for r in records]
-    df = pd.DataFrame(rows, columns=["chapter", "name", "value", "unit", "paper"])
-    df.attrs["missing"] = missing
-    return df
-
-
-def against_paper(df: pd.DataFrame) -> pd.DataFrame:
-    """The records the paper has a value for, with this host / paper as a ratio: one row per
-    claim (record name). A claim recorded by several chapters (e.g. a SEQnet's speedup, measured
-    by the latency chapter and shown again by the space chapter) keeps the first chapter's
-    value in book order; ``also_in`` names the others."""
-    out = df[df.paper.notna()].copy()
-    out["value"] = pd.to_numeric(out["value"])
-    out["paper"] = pd.to_numeric(out["paper"])
-    also = out.groupby("name", sort=False)["chapter"].agg(lambda c: ", ".join(c.iloc[1:]))
-    out = out.drop_duplicates("name", keep="first")
-    out["also_in"] = out["name"].map(also)
-    out["this host / paper"] = out["value"] / out["paper"]
-    return out.reset_index(drop=True)
-
-
-def plot_against_paper(cmp: pd.DataFrame, unit: str = "x"):
+def plot_against_paper(cmp, unit: str = "x"):
     """Bars of this host's value and the paper's for every record in ``unit`` (speedups)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     d = cmp[cmp.unit == unit]
     fig, ax = plt.subplots(figsize=(9, 0.35 * max(len(d), 4) + 1))
     y = np.arange(len(d))

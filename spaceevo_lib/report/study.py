@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
+from ..data.paper import paper_reference
 from ..host import cpu_info, gpu_available, memory_gib
-from .paper import _reference
 
 _OURS = {
     "dataset": "Imagenette (10 ImageNet classes) at 32 and 64 px: {train} train / {test} test "
@@ -20,19 +22,17 @@ _OURS = {
 
 def substitutions(n_train: int, n_test: int):
     """Paper setting vs this study's, one row per aspect, with this host's facts filled in."""
-    import pandas as pd
     cpu = cpu_info()
     facts = {"train": n_train, "test": n_test, "cpu": cpu["cpu_model"],
              "vnni": "present" if cpu["vnni"] else "absent", "cores": cpu["logical_cores"],
              "gpu": "present" if gpu_available() else "none"}
     rows = [(key, spec["paper"], _OURS[key].format(**facts))
-            for key, spec in _reference()["setup"].items()]
+            for key, spec in paper_reference()["setup"].items()]
     return pd.DataFrame(rows, columns=["aspect", "paper", "this study"])
 
 
 def host_table():
     """This host as the book reports it beside every measurement."""
-    import pandas as pd
     cpu = cpu_info()
     rows = [("CPU", cpu["cpu_model"]), ("logical cores", cpu["logical_cores"]),
             ("memory (GiB)", memory_gib()), ("VNNI", "yes" if cpu["vnni"] else "no"),

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+import pandas as pd
 
-from spaceevo_lib.space import Hyperspace, SpaceChoice, as_hyperspace, count_spaces
+from spaceevo_lib.space import Hyperspace, SpaceChoice, as_hyperspace, count_spaces, random_space
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,7 +94,6 @@ class EvolutionResult:
 
 def describe_spaces(encodings, scores=None):
     """One row per space: rank, encoding, score, and ``stage1..6`` as ``Code(lo-hi)``."""
-    import pandas as pd
     rows = []
     score_list = None if scores is None else [float(s) for s in scores]
     for i, enc in enumerate(encodings):
@@ -121,15 +121,6 @@ def uniform_spaces(hyperspace: Hyperspace | str) -> list[SpaceChoice]:
     return out
 
 
-def _random_space(hs: Hyperspace, rng: np.random.Generator,
-                  blocks: tuple[int, ...] | None) -> SpaceChoice:
-    n = len(hs.window_counts)
-    b = blocks if blocks is not None else tuple(int(x) for x in rng.integers(len(hs.blocks),
-                                                                               size=n))
-    w = tuple(int(rng.integers(c)) for c in hs.window_counts)
-    return SpaceChoice(hs.name, b, w)
-
-
 def random_search(hyperspace: Hyperspace | str, score_fn: Callable[[SpaceChoice], float],
                   n: int, seed: int = 0) -> tuple[SpaceChoice, float]:
     """The baseline a space search must beat at equal cost: ``n`` distinct uniformly random
@@ -139,7 +130,7 @@ def random_search(hyperspace: Hyperspace | str, score_fn: Callable[[SpaceChoice]
     seen: dict[SpaceChoice, float] = {}
     limit = min(n, math.prod(len(hs.blocks) * c for c in hs.window_counts))
     while len(seen) < limit:
-        sp = _random_space(hs, rng, None)
+        sp = random_space(hs, rng)
         if sp not in seen:
             seen[sp] = float(score_fn(sp))
     best = max(seen, key=lambda k: seen[k])
@@ -183,7 +174,6 @@ def aging_evolution(hyperspace: Hyperspace | str, score_fn: Callable[[SpaceChoic
     drawn in a fixed order (initial spaces, then per cycle: tournament, block child, window
     child), and ``score_fn`` is called once per new space in history order.
     """
-    import pandas as pd
     cfg = config or EvolutionConfig()
     hs = as_hyperspace(hyperspace)
     if cfg.hard_coded_init_blocks is not None:
@@ -222,7 +212,7 @@ def aging_evolution(hyperspace: Hyperspace | str, score_fn: Callable[[SpaceChoic
                     else math.prod(hs.window_counts))
     tries = n_random = 0
     while len(pop) < cfg.population and len(records) < limit:
-        sp = _random_space(hs, rng, cfg.hard_coded_init_blocks)
+        sp = random_space(hs, rng, cfg.hard_coded_init_blocks)
         tries += 1
         if sp not in seen:
             add(sp, "random", None)

@@ -21,6 +21,8 @@ import numpy as np
 
 from spaceevo_lib.space import EncodingError, Hyperspace, SpaceChoice, as_hyperspace
 
+from ..data.reference import lut_path, read_lut_csv
+
 #: Resolutions the published LUTs sample and the Q-T score draws from (§3.7, §4.1).
 LUT_RESOLUTIONS: tuple[int, ...] = (160, 192, 224)
 #: Columns a LUT frame must have for the Q-T score.
@@ -184,7 +186,6 @@ class StageTables:
         if self._frames_only:
             raise LUTError(f"{table_name(self.hyperspace, key)}: no such table was given to "
                            f"from_frames (have {sorted(self._cache)})")
-        from spaceevo_lib.data.reference import load_lut
         frame = load_lut(self.hyperspace, *key, root=self.root)
         tab = table_from_frame(self.hyperspace, key, frame, self.resolutions)
         self._cache[key] = tab
@@ -215,3 +216,12 @@ class StageTables:
     def __repr__(self) -> str:
         return (f"StageTables({self.hyperspace!r}, {len(self._cache)} loaded, "
                 f"resolutions={self.resolutions})")
+
+
+def load_lut(hyperspace: str, stage: int, block: int, window: int, root: Path | None = None):
+    """One published LUT ``stage{stage}_{block}_{window}.csv`` as a DataFrame
+    (:func:`~spaceevo_lib.data.reference.read_lut_csv`; latency measured on the VNNI CPU for
+    onnxw, predicted for the Pixel 4 for mobilew). The hyperspace's strides map a row's input
+    side back to the network resolution."""
+    return read_lut_csv(lut_path(hyperspace, stage, block, window, root),
+                        as_hyperspace(hyperspace).stride_before(stage))

@@ -19,14 +19,17 @@ published block latencies; a later chapter passes this host's measured values in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Union
 
 import numpy as np
+import pandas as pd
 
 from spaceevo_lib.search.lut import StageTables
 from spaceevo_lib.space import SpaceChoice, as_hyperspace
 from spaceevo_lib.space.hyperspace import make_divisible
+
+from .lut import load_lut
 
 #: Latency (ms) of the non-searched parts at a resolution: a callable or a {resolution: ms}.
 OtherLatency = Union[Callable[[int], float], Mapping[int, float]]
@@ -111,8 +114,6 @@ class QTResult:
 
     def to_frame(self):
         """One row per constraint T (constraint_ms, n_feasible, p_feasible, top_loss, ...)."""
-        import pandas as pd
-        from dataclasses import asdict
         df = pd.DataFrame([asdict(p) for p in self.parts])
         df.insert(0, "space", self.space)
         return df
@@ -265,8 +266,7 @@ OTHER_PARTS: tuple[str, ...] = ("first_conv", "stage0", "final_expand", "feature
 def lut_ms_per_mmac(tables: StageTables, stage: int, block: int) -> dict[int, float]:
     """Median latency_ms / mflops of all rows of (stage, block), every window, per resolution."""
     n_w = tables.spec.window_counts[stage - 1]
-    from spaceevo_lib.data.reference import load_lut
-    import pandas as pd
+
     df = pd.concat([load_lut(tables.hyperspace, stage, block, w, root=tables.root)
                     for w in range(n_w)])
     ratio = (df["latency_ms"] / df["mflops"]).groupby(df["resolution"]).median()
@@ -313,7 +313,6 @@ class OtherLatencyEstimate:
         return float(np.interp(resolution ** 2, [r * r for r in rs], totals))
 
     def to_frame(self):
-        import pandas as pd
         df = pd.DataFrame(self.parts).T.rename_axis("resolution")[list(OTHER_PARTS)]
         df["total"] = df.sum(axis=1)
         return df

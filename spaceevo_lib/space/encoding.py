@@ -25,14 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from spaceevo_lib.data.reference import load_search_result
-from spaceevo_lib.space.hyperspace import (
-    STAGE_NAMES,
-    BlockSpec,
-    Hyperspace,
-    as_hyperspace,
-    get_hyperspace,
-    list_hyperspaces,
-)
+from spaceevo_lib.space.hyperspace import (STAGE_NAMES, BlockSpec, Hyperspace, as_hyperspace,
+                                           get_hyperspace, list_hyperspaces)
 
 _INT = re.compile(r"0|[1-9][0-9]*")
 _DIGITS = re.compile(r"[0-9]+")
@@ -176,7 +170,7 @@ class StageOptions:
 
 def stage_options(space: SpaceChoice | str) -> tuple[StageOptions, ...]:
     """Allowed depths, kernels, widths and expands of every stage, first_conv .. stage6."""
-    sp = _as_space(space)
+    sp = as_space(space)
     hs = sp.spec
     out = []
     for name in STAGE_NAMES:
@@ -186,7 +180,7 @@ def stage_options(space: SpaceChoice | str) -> tuple[StageOptions, ...]:
     return tuple(out)
 
 
-def _as_space(space: SpaceChoice | str) -> SpaceChoice:
+def as_space(space: SpaceChoice | str) -> SpaceChoice:
     return space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
 
 
@@ -302,7 +296,7 @@ class Subnet:
         hyperspace's resolutions.
         """
         hs = as_hyperspace(hyperspace)
-        sp = _as_space(space)
+        sp = as_space(space)
         if sp.hyperspace != hs.name:
             raise EncodingError(f"space {sp.encode()!r} is not in hyperspace {hs.name!r}")
         start = 0
@@ -368,7 +362,7 @@ def max_subnet(hyperspace: Hyperspace | str, space: SpaceChoice | str) -> Subnet
 
 
 def _extreme(hyperspace: Hyperspace | str, space: SpaceChoice | str, i: int) -> Subnet:
-    hs, sp = as_hyperspace(hyperspace), _as_space(space)
+    hs, sp = as_hyperspace(hyperspace), as_space(space)
     _check_pair(hs, sp)
     d, k, w, e = [], [], [], []
     for opt in stage_options(sp):
@@ -388,7 +382,7 @@ def sample_subnet(hyperspace: Hyperspace | str, space: SpaceChoice | str,
     The resolution is drawn from ``resolutions`` (default: the hyperspace's
     ``sample_resolutions``, {192, 208, 224} in the paper's code, §2.5).
     """
-    hs, sp = as_hyperspace(hyperspace), _as_space(space)
+    hs, sp = as_hyperspace(hyperspace), as_space(space)
     _check_pair(hs, sp)
 
     def pick(options: Sequence) -> Any:
@@ -427,7 +421,7 @@ def count_subnets(hyperspace: Hyperspace | str, space: SpaceChoice | str,
     Per stage: sum over depths d of (kernels * active widths * expands) ** d; product over
     the 8 stages; times the number of resolutions (default: all of the hyperspace's).
     """
-    hs, sp = as_hyperspace(hyperspace), _as_space(space)
+    hs, sp = as_hyperspace(hyperspace), as_space(space)
     _check_pair(hs, sp)
     n_res = len(hs.resolutions if resolutions is None else tuple(resolutions))
     return n_res * math.prod(sum(opt.per_block ** d for d in opt.depths)
@@ -456,3 +450,18 @@ def published_subnets(root: Path | None = None) -> dict[str, tuple[str, Subnet]]
         except EncodingError as exc:
             raise EncodingError(f"{name}: {exc}", exc.field) from exc
     return out
+
+
+def as_subnet(subnet: Subnet | str) -> Subnet:
+    return subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet)
+
+
+def random_space(hs: Hyperspace, rng: np.random.Generator,
+                 blocks: tuple[int, ...] | None = None) -> SpaceChoice:
+    """A uniformly random candidate space of ``hs``: a block type (or the given ``blocks``)
+    and a width window per searchable stage, as the space evolution draws its population."""
+    n = len(hs.window_counts)
+    b = blocks if blocks is not None else tuple(int(x) for x in rng.integers(len(hs.blocks),
+                                                                               size=n))
+    w = tuple(int(rng.integers(c)) for c in hs.window_counts)
+    return SpaceChoice(hs.name, b, w)

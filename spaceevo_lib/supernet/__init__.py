@@ -2,23 +2,16 @@
 
 :class:`Supernet` trains all subnets of a :class:`~spaceevo_lib.space.SpaceChoice` at once
 (OFA-style first-N channel slicing, kernel centre crop, sliced BN) and extracts any subnet as
-the static network of :func:`spaceevo_lib.space.build.build_subnet` with its weights copied.
+the static network of :func:`spaceevo_lib.nn.subnet.build_subnet` with its weights copied.
+:mod:`.quantized` puts LSQ+ quantizers on elastic networks (module swapping); :mod:`.check`
+verifies that an extracted subnet computes what the supernet computes for it.
 """
 
-from spaceevo_lib.supernet.elastic import (
-    DynamicBatchNorm2d,
-    DynamicConv2d,
-    DynamicConvBNAct,
-    DynamicK3Depthwise,
-    DynamicLinear,
-    DynamicSE,
-    ElasticBlock,
-    ElasticHead,
-    copy_weights,
-    elastic_block,
-)
-from spaceevo_lib.supernet.network import ElasticStage, Supernet
 from spaceevo_lib.supernet.check import demo_images, extraction_check
+from spaceevo_lib.supernet.elastic import (DynamicBatchNorm2d, DynamicConv2d, DynamicConvBNAct,
+                                           DynamicK3Depthwise, DynamicLinear, DynamicSE,
+                                           ElasticBlock, ElasticHead, copy_weights, elastic_block)
+from spaceevo_lib.supernet.network import ElasticStage, Supernet
 
 __all__ = [
     "DynamicBatchNorm2d", "DynamicConv2d", "DynamicConvBNAct", "DynamicK3Depthwise",

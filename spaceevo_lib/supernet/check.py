@@ -4,10 +4,13 @@ computes for it (the search-spaces chapter shows this table; tests assert it).""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
+from ..data import calibration_images
 from ..nn.bn import recalibrate_bn
-from ..space.flops import profile
+from ..nn.flops import profile
+from ..space import get_hyperspace
 from .network import Supernet
 
 
@@ -20,8 +23,7 @@ def extraction_check(supernet: Supernet, images: torch.Tensor, n_random: int,
     BN statistics are first re-estimated on the images for each subnet (as the paper does per
     subnet), so that outputs depend on the input and a wrong weight copy would show.
     """
-    import pandas as pd
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # heavy: torch
     rng = np.random.default_rng(seed)
     picks = [("min", supernet.sample_min()), ("max", supernet.sample_max())]
     picks += [(f"random {i + 1}", supernet.sample_random(rng)) for i in range(n_random)]
@@ -46,7 +48,5 @@ def extraction_check(supernet: Supernet, images: torch.Tensor, n_random: int,
 def demo_images(space, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` normalised real Imagenette images at the file resolution closest to the space's
     largest resolution (32 or 64 px); the supernet resizes them to each subnet's resolution."""
-    from ..latency.bench import calibration_images
-    from ..space import get_hyperspace
     top = max(get_hyperspace(space.hyperspace).resolutions)
     return torch.from_numpy(calibration_images(n, seed, resolution=32 if top <= 32 else 64))

@@ -13,7 +13,7 @@ OFA-style sharing, as in the reference ``dynamic_op.py``:
   (``dwconv0``) is shared by all k, the 2nd and 3rd exist only for the larger k.
 
 Every elastic block can hand back its active sub-block as the matching *static* block
-(:func:`spaceevo_lib.space.build.make_block`) with the sliced weights copied, so the static
+(:func:`spaceevo_lib.nn.subnet.make_block`) with the sliced weights copied, so the static
 block computes exactly what the elastic one does. Copying pairs the block's active dynamic ops
 (:meth:`ElasticBlock.active_ops`) one-to-one with the static block's ``Conv2d`` /
 ``BatchNorm2d`` / ``Linear`` modules in registration order, and slices each weight to the
@@ -31,9 +31,8 @@ from torch import nn
 
 from spaceevo_lib.nn.blocks import act_layer
 from spaceevo_lib.nn.registry import K3_STACK, BlockType, block_type
-from spaceevo_lib.space.build import make_block
+from spaceevo_lib.nn.subnet import make_block
 from spaceevo_lib.space.hyperspace import BlockSpec
-
 
 # ----------------------------------------------------------------------------- operators
 

@@ -20,13 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaceevo_lib.space.build import (HEAD_CHILDREN, SubnetModel, _as_space, _as_subnet,
-                                      build_subnet)
-from spaceevo_lib.space.encoding import (SpaceChoice, Subnet, max_subnet, min_subnet,
-                                         sample_subnet)
+from spaceevo_lib.nn.subnet import HEAD_CHILDREN, SubnetModel, as_space, as_subnet, build_subnet
+from spaceevo_lib.space.encoding import SpaceChoice, Subnet, max_subnet, min_subnet, sample_subnet
 from spaceevo_lib.space.hyperspace import STAGE_NAMES
-from spaceevo_lib.supernet.elastic import (ElasticBlock, ElasticHead, copy_weights,
-                                           elastic_block)
+from spaceevo_lib.supernet.elastic import ElasticBlock, ElasticHead, copy_weights, elastic_block
 
 
 class ElasticStage(nn.Module):
@@ -62,7 +59,7 @@ class Supernet(nn.Module):
     def __init__(self, space: SpaceChoice | str, n_classes: int | None = None,
                  dropout: float = 0.0):
         super().__init__()
-        self.space = _as_space(space)
+        self.space = as_space(space)
         self.hyperspace = self.space.spec
         hs = self.hyperspace
         self.n_classes = hs.n_classes if n_classes is None else int(n_classes)
@@ -96,7 +93,7 @@ class Supernet(nn.Module):
 
     def set_active_subnet(self, subnet: Subnet | str) -> Subnet:
         """Activate ``subnet`` after checking it against the space (EncodingError if not in)."""
-        sub = _as_subnet(subnet).validate(self.hyperspace, self.space)
+        sub = as_subnet(subnet).validate(self.hyperspace, self.space)
         for name, blocks in sub.stage_blocks().items():
             stage = self.stages[name]
             stage.active_depth = len(blocks)

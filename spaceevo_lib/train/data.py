@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.imagenet import load_imagenet
+from ..data.imagenette import (IMAGENET_MEAN, IMAGENET_STD, ImagenetteDataset, load_imagenette,
+                               normalization, split_train, subset)
+from ..export.metadata import Preprocessing
 from .config import TrainConfig
 
 
@@ -23,7 +27,7 @@ class TrainingData:
     x_test: np.ndarray  # (N, H, W, 3) uint8
     y_test: np.ndarray
     calibration: np.ndarray  # (N, 3, H, W) float32
-    preprocessing: object  # quant.deploy.Preprocessing
+    preprocessing: object  # export.metadata.Preprocessing
     n_classes: int
 
 
@@ -39,13 +43,10 @@ def load_training_data(resolution: int, cfg: TrainConfig, test_images: int = 0,
         return _load_imagenet(resolution, cfg, test_images, calibration_images)
     if dataset != "imagenette":
         raise ValueError(f"dataset must be 'imagenette' or 'imagenet'; got {dataset!r}")
-    import torch
-    from torch.utils.data import DataLoader
+    import torch  # heavy: torch
+    from torch.utils.data import DataLoader  # heavy: torch
 
-    from ..data.imagenette import (ImagenetteDataset, load_imagenette, normalization,
-                                   split_train, subset)
-    from ..quant.deploy import Preprocessing
-    from .engine import train_loader
+    from .engine import train_loader  # heavy: imports torch
     data = load_imagenette(resolution)
     mean, std = normalization(data, "imagenet")
     train_idx, valid_idx = split_train(len(data.x_train), cfg.valid_size, cfg.seed)
@@ -76,14 +77,11 @@ def _load_imagenet(resolution: int, cfg: TrainConfig, test_images: int,
     images for the deployed files are the val images resized and centre-cropped as uint8
     (``resize`` in their preprocessing metadata). Written for the paper profile, exercised by
     the tests on a tiny generated folder only."""
-    import torch
-    from torch.utils.data import DataLoader, Subset
-    from torchvision.transforms import v2
+    import torch  # heavy: torch
+    from torch.utils.data import DataLoader, Subset  # heavy: torch
+    from torchvision.transforms import v2  # heavy: torchvision
 
-    from ..data.imagenet import load_imagenet
-    from ..data.imagenette import IMAGENET_MEAN, IMAGENET_STD, split_train
-    from ..quant.deploy import Preprocessing
-    from .engine import train_loader
+    from .engine import train_loader  # heavy: imports torch
     train_all, test = load_imagenet("train", resolution), load_imagenet("val", resolution)
     train_idx, valid_idx = split_train(len(train_all), cfg.valid_size, cfg.seed)
     if cfg.train_images:

@@ -1,5 +1,6 @@
 """The one training loop: optimiser groups, warm-up + cosine schedule, a pluggable step,
-per-epoch metrics, checkpoints that resume bit-exact, evaluation and BN re-calibration.
+per-epoch metrics, checkpoints that resume bit-exact, evaluation (BN re-calibration is
+:func:`spaceevo_lib.nn.bn.recalibrate_bn`).
 
 Later chapters change only the *step* (:data:`Step`): plain cross-entropy here, distillation
 and sandwich steps in the block-wise and supernet chapters. Under torch.distributed (torchrun,
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .._io import atomic_path
 from .config import TrainConfig
@@ -46,8 +49,8 @@ class CheckpointError(RuntimeError):
 
 # ---------------------------------------------------------------- optimiser and schedule
 def _is_quantizer_param(module: nn.Module) -> bool:
-    from ..quant.lsq import _Quantizer
-    return isinstance(module, _Quantizer)
+    from ..quant.lsq import Quantizer  # heavy: imports torch
+    return isinstance(module, Quantizer)
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -147,39 +150,14 @@ def evaluate(model: nn.Module, loader, n_classes: int | None = None) -> dict:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, loader, batches: int) -> None:
-    """Reset every BN's running statistics and re-estimate them as a cumulative average over
-    ``batches`` training batches, BN in train mode and everything else as it is (AttentiveNAS
-    / AlphaNet; training-notes §5)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns or batches <= 0:
-        return
-    was = model.training
-    model.eval()
-    saved = [(m, m.momentum) for m in bns]
-    for m in bns:  # (BNs are leaves: set the flag, no recursive .train(); tables call this
-        m.reset_running_stats()  # once per row)
-        m.momentum = None
-        m.training = True
-    for i, (x, _) in enumerate(loader):
-        if i >= batches:
-            break
-        model(x)
-    for m, mom in saved:
-        m.momentum = mom
-        m.training = False
-    if was:
-        model.train()
-
-
 # ---------------------------------------------------------------- the loop
-def _dist():
+def process_group():
     d = torch.distributed
     return d if d.is_available() and d.is_initialized() else None
 
 
 def rank() -> int:
-    d = _dist()
+    d = process_group()
     return d.get_rank() if d else 0
 
 
@@ -187,8 +165,8 @@ def train_loader(dataset, batch_size: int, seed: int, num_workers: int = 0):
     """The training DataLoader: a seeded shuffle in one process; under torch.distributed a
     DistributedSampler (shuffled with seed + epoch, one shard per process, ``batch_size`` per
     process), so that every process sees a different part of each epoch."""
-    from torch.utils.data import DataLoader, DistributedSampler
-    d = _dist()
+    from torch.utils.data import DataLoader, DistributedSampler  # heavy: torch
+    d = process_group()
     if d is not None and d.get_world_size() > 1:
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
@@ -221,7 +199,7 @@ class Trainer:
         if self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.net = self.model
-        d = _dist()
+        d = process_group()
         if d is not None and d.get_world_size() > 1:
             self.net = nn.parallel.DistributedDataParallel(self.model,
                                                            find_unused_parameters=True)
@@ -269,7 +247,6 @@ class Trainer:
         return lr
 
     def train_epoch(self) -> dict:
-        from tqdm import tqdm  # (tqdm.auto warns on stderr in a kernel without ipywidgets)
         self.net.train()
         loader = self.loaders["train"]
         sampler = getattr(loader, "sampler", None)
@@ -311,7 +288,6 @@ class Trainer:
     def fit(self, stop_after: int | None = None):
         """Train to ``cfg.epochs`` (or stop after epoch ``stop_after``: a deliberate
         interruption for tests and budgets); returns the per-epoch metrics table."""
-        import pandas as pd
         if self.checkpoint is not None and Path(self.checkpoint).exists():
             self.load(Path(self.checkpoint))
         elif self.epoch == 0:

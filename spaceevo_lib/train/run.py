@@ -16,35 +16,17 @@ from pathlib import Path
 import pandas as pd
 
 from .._io import atomic_write, write_json
+from ..nn.bn import recalibrate_bn
 from .config import TrainConfig
-from .engine import Trainer, _dist, evaluate, rank, recalibrate_bn
-
-
-def build_network(name: str, resolution: int, n_classes: int = 10,
-                  hyperspace: str = "mobilew-train"):
-    """``teacher`` (the INT8 chapter's, in ``hyperspace``), a subnet as
-    ``<space encoding>:<subnet encoding>``, or a torchvision model by name (stem stride 1 at
-    32 px, the training scale's rule); returns (model, architecture string of its checkpoints)."""
-    if name == "teacher":
-        from .int8 import teacher_network
-        m = teacher_network(hyperspace, n_classes=n_classes)
-        return m, f"teacher/{m.space.encode()}:{m.subnet.encode()}"
-    if ":" in name:
-        from ..space.build import build_subnet
-        space, subnet = name.split(":", 1)
-        return build_subnet(space, subnet, n_classes=n_classes), name
-    from ..nn.models import create_model
-    stem = 1 if resolution <= 32 else 2
-    return (create_model(name, n_classes=n_classes, stem_stride=stem).train(),
-            f"{name}/c{n_classes}/s{stem}")
+from .engine import Trainer, evaluate, process_group, rank
 
 
 def init_distributed() -> bool:
     """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on
     GPUs); False when not launched by torchrun."""
-    import torch
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or _dist() is not None:
-        return _dist() is not None
+    import torch  # heavy: torch
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or process_group() is not None:
+        return process_group() is not None
     torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return True
 
@@ -55,8 +37,9 @@ def train_network(name: str, out_dir: Path | str, cfg: TrainConfig, resolution: 
     with the same folder resumes from the checkpoint. With ``lsq``, the trained network is then
     fine-tuned with LSQ+ (INT8) under those settings, as the INT8 chapter does (its own
     checkpoint ``lsq.pt``, its test top-1 under ``"lsq"``). Returns the result."""
-    from .data import load_training_data
-    from .int8 import train_lsq
+    from .data import load_training_data  # heavy: imports torch
+    from .networks import build_network  # heavy: imports torch
+    from .recipes import train_lsq  # heavy: imports torch
     out = Path(out_dir)
     data = load_training_data(resolution, cfg)  # a missing or corrupt file stops here
     model, arch = build_network(name, resolution, data.n_classes)
@@ -95,7 +78,7 @@ def main(name: str, out_dir: str, options: dict, resolution: int = 32,
         writer = rank() == 0
     finally:
         if joined:
-            import torch
+            import torch  # heavy: torch
             torch.distributed.destroy_process_group()
     if writer:
         t = result["test"]

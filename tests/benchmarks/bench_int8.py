@@ -42,7 +42,7 @@ def main() -> int:
             print("training throughput (images/s, median epoch):\n" + tput.round(0).to_string())
             results = pd.read_parquet(out / "results.parquet")
             print(results.drop(columns=["artifact"]).round(3).to_string())
-            from spaceevo_lib.train.int8 import verdicts
+            from spaceevo_lib.chapters.int8 import verdicts
             checks = verdicts(results)
             print(checks.round(3).to_string())
             if profile == "default":

@@ -26,8 +26,8 @@ TARGET_MIN = {"smoke": 3, "default": 15}
 
 
 def report(profile: str, seconds: float | None) -> bool:
-    from spaceevo_lib.predictor import experiment as px
-    from spaceevo_lib.predictor import load_predictor
+    from spaceevo_lib.chapters import predictor as px
+    from spaceevo_lib.chapters.predictor import load_predictor
     from spaceevo_lib.store import Run
     run = Run("predictor", profile)
     ok = True

@@ -4,12 +4,13 @@ block, and the Q-T scores of the spaces with their error bars."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def plot_kd_curves(history, hyperspace: str):
     """Held-out NSR of the max (solid) and min (dashed) sub-stage per epoch, FP32 epochs then
     LSQ+ ones, one panel per stage and one colour per block."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     h = history[history.hyperspace == hyperspace]
     codes = list(dict.fromkeys(h.sort_values("block").code))
     colours = dict(zip(codes, plt.cm.tab10(np.linspace(0, 1, 10))))
@@ -37,7 +38,7 @@ def plot_kd_curves(history, hyperspace: str):
 def plot_int8_vs_fp32(records):
     """Quantized NSR (the FP32 student's weights with min-max ranges, against the INT8
     teacher) over FP32 NSR of the max sub-stage, per (stage, block); SE blocks marked."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     hss = list(dict.fromkeys(records.hyperspace))
     fig, axes = plt.subplots(1, len(hss), figsize=(6 * len(hss), 3.8), squeeze=False)
     for ax, hs in zip(axes[0], hss):
@@ -61,8 +62,7 @@ def plot_int8_vs_fp32(records):
 def plot_space_scores(scores, device: str, top_uniform: int = 8):
     """Q-T (mean +- std over seeds) of the evolved, published, hand-designed and the best
     uniform spaces of one device."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     s = pd.concat([scores[scores.kind != "uniform"],
                    scores[scores.kind == "uniform"].head(top_uniform)]).sort_values("qt_mean")
     colours = {"evolved": "C3", "random": "C1", "published": "C0", "hand-designed": "C2",

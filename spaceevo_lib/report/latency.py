@@ -11,7 +11,7 @@ def _unity(ax, horizontal: bool = True) -> None:
 
 def plot_operator_speedups(ops):
     """Grouped bars: INT8 speedup per operator type on each device, IQR as error bars."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     order = list(dict.fromkeys(ops.op_type))
     devices = list(dict.fromkeys(ops.device))
     fig, ax = plt.subplots(figsize=(10, 3.8))
@@ -33,8 +33,8 @@ def plot_operator_speedups(ops):
 
 def plot_conv1x1_sweep(sweep):
     """Conv1x1 INT8 speedup against channel count, per device and feature-map size."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    import matplotlib.pyplot as plt  # heavy: matplotlib
+    import seaborn as sns  # heavy: seaborn
     fig, ax = plt.subplots(figsize=(7, 3.8))
     data = sweep.assign(size=sweep.p_hw.map(lambda h: f"{h}x{h}"))
     sns.lineplot(data, x="p_channels", y="speedup", hue="device", style="size", markers=True,
@@ -51,7 +51,7 @@ def plot_conv1x1_sweep(sweep):
 
 def plot_block_speedups(blocks):
     """Bars: INT8 speedup of each hyperspace block per stage, one panel per hyperspace."""
-    import seaborn as sns
+    import seaborn as sns  # heavy: seaborn
     data = blocks.assign(where=blocks.p_stage + ", " + blocks.p_hw.astype(int).astype(str)
                          + "x" + blocks.p_hw.astype(int).astype(str) + " input")
     g = sns.catplot(data, kind="bar", x="op_type", y="speedup", hue="device", col="where",

@@ -8,8 +8,8 @@ import numpy as np
 def plot_validation_scatter(validation, band: float = 10.0):
     """Predicted vs measured latency of held-out networks, one panel per device x precision,
     with the +-``band`` % corridor; SEQnets and the torchvision baseline are marked."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    import matplotlib.pyplot as plt  # heavy: matplotlib
+    from matplotlib.ticker import NullFormatter, ScalarFormatter  # heavy: matplotlib
     hs_col = validation.hyperspace if "hyperspace" in validation else [""] * len(validation)
     panels = list(dict.fromkeys(zip(validation.device, hs_col, validation.precision)))
     cols = min(4, len(panels))
@@ -52,7 +52,7 @@ def plot_validation_scatter(validation, band: float = 10.0):
 def plot_additivity(additivity):
     """Sum of separately measured blocks over the measured whole subnet, per device and
     precision (1 = perfectly additive)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     rows = []
     keys = [c for c in ("device", "hyperspace", "precision") if c in additivity]
     for key, g in additivity.groupby(keys, sort=False):
@@ -73,8 +73,8 @@ def plot_additivity(additivity):
 def plot_kernel_costs(costs):
     """The linear kernel model's costs per device x precision: what each kind of work costs on
     each runtime, in ns per MAC, per element or per kernel (= ms per million)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    import matplotlib.pyplot as plt  # heavy: matplotlib
+    import seaborn as sns  # heavy: seaborn
     fig, ax = plt.subplots(figsize=(10, 3.6))
     sns.barplot(costs, x="feature", y="ms_per_million", hue="target", ax=ax)
     ax.set_yscale("symlog", linthresh=0.01)
@@ -92,7 +92,7 @@ def plot_visits(visits, title: str = ""):
     """Each network's fastest run per visit, relative to its fastest run of all visits,
     against the time of the visit: the machine's phases, and why one block of runs is not
     enough (median over networks as a line)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     v = visits.copy()
     v["rel"] = v["min_ms"] / v.groupby(["key", "precision"])["min_ms"].transform("min")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 
 def plot_evolution(histories: dict):
     """Best Q-T so far and population mean against evaluated spaces, one panel per hyperspace."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     fig, axes = plt.subplots(1, len(histories), figsize=(5 * len(histories), 3.4),
                              squeeze=False)
     for ax, (hs, h) in zip(axes[0], histories.items()):
@@ -21,8 +23,7 @@ def plot_evolution(histories: dict):
 
 def plot_space_scores(scores, n_uniform: int = 8):
     """Published spaces, the best space found and the best uniform spaces: Q-T mean +- std."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     keep = scores[scores.kind != "uniform"]
     uni = scores[scores.kind == "uniform"].head(n_uniform)
     d = pd.concat([keep, uni]).sort_values("qt_mean")
@@ -43,8 +44,8 @@ def plot_space_scores(scores, n_uniform: int = 8):
 
 def plot_top_tier(samples, constraint_ms: float):
     """Latency vs loss of each space's top-tier subnets, and their loss distributions."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    import matplotlib.pyplot as plt  # heavy: matplotlib
+    import seaborn as sns  # heavy: seaborn
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 2]})
     sns.scatterplot(samples, x="latency_ms", y="loss", hue="space", s=8, alpha=0.5, ax=a,
                     linewidth=0)

@@ -1,4 +1,4 @@
-"""Figures and tables of the chapter "The data", computed from the loaded arrays."""
+"""Figures of the chapter "The data", drawn from the loaded arrays."""
 
 from __future__ import annotations
 
@@ -7,28 +7,10 @@ import numpy as np
 from ..data.imagenette import ImagenetteArrays
 
 
-def provenance(data: ImagenetteArrays):
-    """Where the loaded file comes from and how it was checked, as a two-column table."""
-    import pandas as pd
-    rows = [
-        ("file", str(data.path)),
-        ("sha256", data.sha256 or "not verified"),
-        ("checked as", data.origin),
-        ("resolution", f"{data.resolution} x {data.resolution} px, RGB, uint8"),
-        ("train / test images", f"{len(data.x_train)} / {len(data.x_test)}"),
-        ("classes", ", ".join(data.classes)),
-        ("WordNet ids", " ".join(data.wnids)),
-        ("first source file", str(data.files_train[0])),
-        ("original dataset", "Imagenette (fast.ai, imagenette2 split), a 10-class ImageNet subset"),
-        ("terms", "ImageNet images: non-commercial research and education only"),
-    ]
-    return pd.DataFrame(rows, columns=["property", "value"])
-
-
 def plot_class_counts(counts):
     """Grouped bars of images per class for train and test."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    import matplotlib.pyplot as plt  # heavy: matplotlib
+    import seaborn as sns  # heavy: seaborn
     long = counts.melt(id_vars=["class"], value_vars=["train", "test"], var_name="split",
                        value_name="images")
     fig, ax = plt.subplots(figsize=(9, 3.2))
@@ -42,7 +24,7 @@ def plot_class_counts(counts):
 
 def sample_grid(data: ImagenetteArrays, per_class: int, seed: int = 0):
     """A grid with one row per class and ``per_class`` random training images in each."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     rng = np.random.default_rng(seed)
     n = len(data.classes)
     fig, axes = plt.subplots(n, per_class, figsize=(1.1 * per_class + 1.6, 1.1 * n),
@@ -65,7 +47,7 @@ def sample_grid(data: ImagenetteArrays, per_class: int, seed: int = 0):
 
 def plot_pixel_histograms(x: np.ndarray):
     """Histogram of pixel intensities per colour channel."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     fig, ax = plt.subplots(figsize=(7, 3))
     flat = x.reshape(-1, 3)
     bins = np.arange(257)
@@ -82,7 +64,7 @@ def plot_pixel_histograms(x: np.ndarray):
 
 def show_batch(images, labels, classes, mean_std, n: int = 16):
     """The first ``n`` images of a loader batch, un-normalised, with their labels."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     imgs = images[:n].permute(0, 2, 3, 1).numpy()  # (n, H, W, C)
     if mean_std is not None:
         mean, std = (np.asarray(v, dtype=np.float32) for v in mean_std)

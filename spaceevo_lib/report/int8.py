@@ -8,7 +8,7 @@ import numpy as np
 def plot_training_curves(history):
     """Training loss and held-out top-1 per epoch, FP32 then LSQ+, one panel pair per network
     (``history``: the trainers' metrics with ``network`` and ``phase`` columns)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     nets = list(dict.fromkeys(history.network))
     fig, axes = plt.subplots(len(nets), 2, figsize=(10, 3.0 * len(nets)), squeeze=False)
     for row, net in zip(axes, nets):
@@ -31,7 +31,7 @@ def plot_training_curves(history):
 
 def plot_learned_scales(scales):
     """Every activation quantizer's learned scale against its min-max initial scale."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
     nets = list(dict.fromkeys(scales.network))
     fig, axes = plt.subplots(1, len(nets), figsize=(5 * len(nets), 3.6), squeeze=False)
     for ax, net in zip(axes[0], nets):

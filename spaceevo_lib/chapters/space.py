@@ -1,12 +1,50 @@
-"""Figures and tables of the chapter "The search spaces": hyperspaces drawn, spaces counted."""
+"""The chapter "The search spaces": hyperspaces as tables, spaces counted exactly, the published
+SEQnets' sizes beside Table 1 and their measured INT8 speedups, and the chapter's records."""
 
 from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..data.paper import paper_table1
+from ..space import count_spaces, count_subnets, get_hyperspace
+from ..space.encoding import published_spaces, published_subnets
+from ..store import MissingResultError, record
+
+
+def arch_table(hyperspace: str | None = None) -> pd.DataFrame:
+    """The published SEQnets (optionally of one hyperspace, ``onnxw`` or ``mobilew``) with
+    their resolution, blocks, MFLOPs in the paper convention (conv MACs without the
+    classifier, §9.3), MFLOPs with it, parameters, and Table 1's FLOPs where it lists the
+    model."""
+    import torch  # heavy: torch
+
+    from ..nn.flops import profile  # heavy: imports torch
+    from ..nn.subnet import build_subnet  # heavy: imports torch
+    spaces = published_spaces()
+    if hyperspace is not None and hyperspace not in {s.hyperspace for s in spaces.values()}:
+        valid = sorted({s.hyperspace for s in spaces.values()})
+        raise KeyError(f"no published SEQnet in hyperspace {hyperspace!r}; valid: "
+                       f"{', '.join(valid)}")
+    t1 = paper_table1()
+    paper = dict(zip(t1["model"], t1["mflops"]))
+    rows = []
+    for name, (space_name, sub) in published_subnets().items():
+        sp = spaces[space_name]
+        if hyperspace is not None and sp.hyperspace != hyperspace:
+            continue
+        with torch.no_grad():
+            model = build_subnet(sp, sub)
+            prof = profile(model, model.input_shape)
+        rows.append({"model": name, "space": space_name, "hyperspace": sp.hyperspace,
+                     "resolution": sub.resolution, "blocks": sub.n_blocks, **prof,
+                     "paper_mflops": paper.get(name)})
+    return pd.DataFrame(rows)
 
 
 def hyperspace_table(name: str):
     """One row per stage: widths, depths, stride, window size and count, candidate blocks."""
-    import pandas as pd
-    from ..space import get_hyperspace
     hs = get_hyperspace(name)
     blocks = ", ".join(f"{b.index}:{b.code}" for b in hs.blocks)
     rows = []
@@ -24,8 +62,6 @@ def hyperspace_table(name: str):
 
 def block_table(name: str):
     """The candidate blocks of a hyperspace with their kernels, expand ratios and activation."""
-    import pandas as pd
-    from ..space import get_hyperspace
     hs = get_hyperspace(name)
     return pd.DataFrame([{"digit": b.index, "block": b.code, "kernels": str(list(b.kernels)),
                           "expands": str(list(b.expands)) if b.expands else "-",
@@ -33,38 +69,8 @@ def block_table(name: str):
                          for b in hs.blocks])
 
 
-def plot_hyperspace(name: str, space=None):
-    """Each stage's width list as dots, its windows as bars; a space's choice highlighted."""
-    import matplotlib.pyplot as plt
-    from ..space import get_hyperspace
-    hs = get_hyperspace(name)
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(hs.stages) + 1.2))
-    for row, s in enumerate(hs.stages):
-        ax.scatter(s.widths, [row] * len(s.widths), color="0.2", s=14, zorder=3)
-        if s.name in hs.searchable_stages:
-            for j in range(s.n_windows):
-                w = s.window(j)
-                ax.plot([w[0], w[-1]], [row + 0.12 + 0.06 * j] * 2, color="tab:blue",
-                        alpha=0.35, lw=2)
-        if space is not None:
-            code, widths = space.describe()[s.name]
-            ax.plot([widths[0], widths[-1]], [row - 0.15] * 2, color="tab:red", lw=4)
-            ax.annotate(code, (widths[-1], row - 0.15), xytext=(6, -3),
-                        textcoords="offset points", fontsize=7, color="tab:red")
-    ax.set_yticks(range(len(hs.stages)), [s.name for s in hs.stages])
-    ax.invert_yaxis()
-    ax.set_xlabel("output width (channels)")
-    title = f"Hyperspace {name}: width lists (dots) and width windows (blue)"
-    ax.set_title(title + (f"; space {space.encode()} in red" if space is not None else ""),
-                 fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def counts_table(names: list[str]):
     """Candidate spaces per hyperspace and subnets per published space (exact integers)."""
-    import pandas as pd
-    from ..space import count_spaces, count_subnets, get_hyperspace, published_spaces
     rows = [{"what": f"candidate spaces of {n}", "count": count_spaces(n),
              "as power of 10": f"10^{len(str(count_spaces(n))) - 1}"} for n in names]
     for label, sp in published_spaces().items():
@@ -78,8 +84,6 @@ def counts_table(names: list[str]):
 def scaling_table(base: str, scaled: str):
     """A paper hyperspace beside its training-scale version, stage by stage (widths, depths,
     windows, strides) and their resolutions."""
-    import pandas as pd
-    from ..space import get_hyperspace
     a, b = get_hyperspace(base), get_hyperspace(scaled)
     rows = [{"stage": sa.name, f"{base} widths": " ".join(map(str, sa.widths)),
              f"{scaled} widths": " ".join(map(str, sb.widths)), "depths": " ".join(
@@ -105,7 +109,6 @@ def seqnet_table(arch, measurements):
 
 def describe_spaces(spaces: dict):
     """Published spaces decoded: per searchable stage, block type and active width window."""
-    import pandas as pd
     rows = []
     for label, sp in spaces.items():
         d = sp.describe()
@@ -120,11 +123,7 @@ def describe_spaces(spaces: dict):
 def space_summary(seqnets, counts, check) -> list[dict]:
     """Headline numbers of the chapter: SEQnet sizes (beside Table 1's FLOPs) and speedups,
     space counts, and the weight-sharing check."""
-    import math
-
-    from ..store import record
-    from ..latency.analysis import PAPER_DEVICE
-    from .paper import paper_table1
+    from ..latency.devices import PAPER_DEVICE  # heavy: imports torch
     t1 = paper_table1()
     table1 = {(d, m): v for d, m, v in zip(t1.device, t1.model, t1.speedup)}
     out = []
@@ -144,3 +143,22 @@ def space_summary(seqnets, counts, check) -> list[dict]:
     out.append(record("weight_sharing/max_abs_diff",
                       float(check["max |supernet - extracted|"].max()), "abs"))
     return out
+
+
+def seqnets(profile: str) -> pd.DataFrame:
+    """The published SEQnets' sizes beside Table 1, with this host's INT8 speedups from the
+    latency chapter at ``profile`` (sizes only when that chapter has not run there)."""
+    from .latency import load_measurements  # heavy: imports torch
+    arch = arch_table()
+    try:
+        measured = load_measurements(profile)
+    except MissingResultError:
+        measured = arch[[]].assign(op_type=[], device=[], speedup=[])
+    return seqnet_table(arch, measured)
+
+
+def glue_values(cfg, supernet, check: pd.DataFrame) -> dict:
+    """The demo space, the supernet's size and the largest extraction difference."""
+    return {"demo_space": cfg.demo_space,
+            "supernet_mparams": round(sum(p.numel() for p in supernet.parameters()) / 1e6, 2),
+            "max_diff": f"{check['max |supernet - extracted|'].max():.1e}"}

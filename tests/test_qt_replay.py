@@ -4,9 +4,9 @@ import pytest
 
 from spaceevo_lib import Run
 from spaceevo_lib.data.reference import reference_dir
-from spaceevo_lib.search import (EvolutionConfig, QTConfig, avoids_se_hswish_early,
-                                 figure1_spaces, replay_hyperspace, replay_summary,
-                                 replay_verdicts, top_tier_samples)
+from spaceevo_lib.chapters.qt import (avoids_se_hswish_early, figure1_spaces, replay_hyperspace,
+                                      replay_summary, replay_verdicts, top_tier_samples)
+from spaceevo_lib.search import EvolutionConfig, QTConfig
 
 pytestmark = pytest.mark.skipif(not (reference_dir() / "block_lut").is_dir(),
                                 reason="no spaceevo-reference LUTs in the data directory")

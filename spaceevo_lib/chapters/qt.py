@@ -1,4 +1,4 @@
-"""Replaying the paper's space search on its published lookup tables (the Q-T chapter).
+"""The chapter "The Q-T score, replayed": the paper's space search on its published lookup tables.
 
 One call per hyperspace: aging evolution over candidate spaces scored by the Q-T score, then
 the published spaces, every uniform space and the best space found re-scored over several
@@ -14,10 +14,49 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..search.evolution import EvolutionConfig, aging_evolution, describe_spaces, uniform_spaces
+from ..search.lut import StageTables
+from ..search.qt import QTConfig, QTScorer, paper_other_latency
 from ..space import SpaceChoice, published_spaces
-from .evolution import EvolutionConfig, aging_evolution, describe_spaces, uniform_spaces
-from .lut import StageTables
-from .qt import QTConfig, QTScorer, paper_other_latency
+from ..store import record
+
+
+@dataclass(frozen=True)
+class QTPlan:
+    """What the chapter's parameters decide: the Q-T score's and the evolution's settings,
+    the hyperspaces replayed and the seeds of the error bars."""
+
+    qt: QTConfig
+    evolution: EvolutionConfig
+    hyperspaces: list[str]
+    seeds: list[int]
+
+
+#: The released code's hard-coded initial blocks (``replay_quirk``).
+QUIRK_INIT_BLOCKS = (1, 2, 1, 2, 2, 2)
+
+
+def plan(cfg) -> QTPlan:
+    """The chapter's plan from its validated parameters."""
+    return QTPlan(
+        qt=QTConfig(n_samples=cfg.n_samples, t=cfg.latency_t, a=cfg.latency_a),
+        evolution=EvolutionConfig(
+            population=cfg.population, sample_size=cfg.sample_size,
+            max_evaluated=cfg.max_evaluated, seed=cfg.seed,
+            hard_coded_init_blocks=QUIRK_INIT_BLOCKS if cfg.replay_quirk else None),
+        hyperspaces=cfg.hyperspace.split(","),
+        seeds=list(range(cfg.seed, cfg.seed + cfg.noise_seeds)))
+
+
+def glue_values(cfg, the_plan: QTPlan) -> dict:
+    """The settings the chapter's text cites."""
+    return {"qt_a": cfg.latency_a, "qt_t": cfg.latency_t, "qt_n": f"{cfg.n_samples:,}",
+            "n_seeds": len(the_plan.seeds)}
+
+
+#: The columns of the score tables shown (uniform spaces are in the figure only).
+SCORE_COLUMNS = ["space", "kind", "encoding", "qt_mean", "qt_std", "rank_in_search",
+                 "evaluated"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,7 +203,6 @@ def replay_verdicts(replays: Mapping[str, Replay]) -> pd.DataFrame:
 def replay_summary(replays: Mapping[str, Replay]) -> list[dict]:
     """Headline numbers: Q-T mean and std of the published and uniform spaces, their rank in
     the search, and the best Q-T found, per hyperspace (the paper reports no Q-T values)."""
-    from ..store import record
     out = []
     for hs, r in replays.items():
         for p in r.scores.itertuples():

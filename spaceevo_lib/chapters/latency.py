@@ -1,6 +1,7 @@
-"""From latency records to the chapter's tables and to the paper's findings, tested on data.
+"""The chapter "INT8 vs FP32 latency": from latency records to its tables and to the paper's
+findings, tested on data.
 
-Every function takes the measurement table written by :func:`spaceevo_lib.latency.bench.
+Every function takes the measurement table written by :func:`spaceevo_lib.latency.zoo.
 measure_zoo` (one row per item and device). Findings are decided by rules stated in their
 docstrings, so that the book's verdicts are computed, never typed.
 """
@@ -8,13 +9,70 @@ docstrings, so that the book's verdicts are computed, never typed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-# The paper's two devices and the devices of this study that stand in for them.
-PAPER_DEVICE = {"ort-vnni": "ort-vnni", "tflite": "tflite", "tflite-noxnn": "tflite"}
+from ..data.paper import paper_code_release, paper_setup
+from ..latency.devices import PAPER_DEVICE
+from ..latency.protocol import Protocol
+from ..latency.records import recorded_values
+from ..latency.zoo import zoo_items
+from ..store import Run, record
+
 FRIENDLY, UNFRIENDLY = 1.10, 0.95  # INT8 speedup thresholds used by the findings
+
+
+@dataclass(frozen=True)
+class LatencyPlan:
+    """What the chapter's parameters decide: devices, timing protocol, INT8 formats, items."""
+
+    devices: list[str]
+    protocol: Protocol
+    device_options: dict  # device -> options (the ONNX INT8 format)
+    items: list  # zoo items to time
+
+
+def plan(cfg) -> LatencyPlan:
+    """The chapter's plan from its validated parameters."""
+    return LatencyPlan(
+        devices=cfg.device.split(","),
+        protocol=Protocol(threads=cfg.threads, warmup=cfg.warmup, visits=cfg.visits,
+                          runs=cfg.runs, budget_ms=cfg.budget_ms,
+                          max_rel_spread=cfg.max_rel_spread, warmup_ms=cfg.warmup_ms),
+        device_options={"ort-vnni": {"fmt": cfg.quant_format}},
+        items=zoo_items(cfg.zoo))
+
+
+def records_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Records of this run per item kind and device."""
+    return table.groupby(["kind", "device"]).size().rename("records").reset_index()
+
+
+def operator_table(ops: pd.DataFrame) -> pd.DataFrame:
+    """Operators as rows, devices as columns: the INT8 speedup."""
+    return ops.pivot_table(index="op_type", columns="device", values="speedup",
+                           sort=False).reset_index()
+
+
+def glue_values(cfg, table: pd.DataFrame) -> dict:
+    """The settings and numbers the chapter's text cites, from this run."""
+    return {"threads": cfg.threads, "visits": cfg.visits, "warmup_ms": f"{cfg.warmup_ms:g}",
+            "runs": cfg.runs, "budget_ms": cfg.budget_ms,
+            "max_rel_spread": f"{cfg.max_rel_spread:.0%}", "n_records": len(table),
+            "n_noisy": int(table.noisy.sum()),
+            "ort_version": recorded_values(table, "onnxruntime_version"),
+            "litert_version": recorded_values(table, "litert_version"),
+            "cpu_here": recorded_values(table, "cpu_model"),
+            "paper_cpu": paper_setup("cpu_device"), "paper_mobile": paper_setup("mobile_device")}
+
+
+def load_measurements(profile: str, root: Path | None = None) -> pd.DataFrame:
+    """This chapter's latency records at ``profile`` (one row per item and device, the schema
+    of :mod:`spaceevo_lib.latency.records`), for later chapters. MissingResultError names the
+    chapter to run first."""
+    return Run("latency", profile, root).load("measurements")
 
 
 def _cols(df: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
@@ -49,7 +107,6 @@ def model_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
                                 "int8_ms": "paper_int8_ms"})
     m = m.merge(ref[["paper_device", "model", "paper_speedup", "paper_int8_ms"]],
                 on=["paper_device", "model"], how="left")
-    from ..report.paper import paper_code_release
     rel = paper_code_release().rename(columns={
         "device": "paper_device", "fp32_ms": "release_fp32_ms", "int8_ms": "release_int8_ms",
         "speedup": "release_speedup"})
@@ -178,13 +235,6 @@ def finding_seqnets_quantize_better(df: pd.DataFrame, device: str) -> Finding:
     return Finding(claim, device, holds, evidence)
 
 
-def recorded_values(df: pd.DataFrame, column: str) -> str:
-    """The distinct values of one setup column of the records (runtime version, CPU model) as
-    the book prints them: one host and one set of runtimes give one value."""
-    vals = df[column].dropna().astype(str).unique() if column in df else []
-    return ", ".join(vals) if len(vals) else "not recorded"
-
-
 def findings(df: pd.DataFrame) -> pd.DataFrame:
     """All the chapter's findings as a table (claim, device, holds, evidence)."""
     devices = list(dict.fromkeys(df.device))
@@ -212,7 +262,6 @@ def summary_records(df: pd.DataFrame, paper: pd.DataFrame) -> list[dict]:
     """Headline numbers: each model's and operator's INT8 speedup per device, with the
     paper's Table 1 speedup where it has one (``speedup/<device>/<model>``,
     ``speedup/<device>/op/<operator>``)."""
-    from ..store import record
     out = []
     for r in model_table(df, paper).itertuples():
         p = None if pd.isna(r.paper_speedup) else float(r.paper_speedup)

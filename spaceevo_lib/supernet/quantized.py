@@ -1,13 +1,14 @@
 """LSQ+ on elastic (weight-sharing) networks, by module swapping.
 
 An elastic network's shapes change with the active setting, so it cannot be traced and the
-per-tensor placement of :mod:`.prepare` does not apply. The paper's reference code quantizes
-these networks at the **inputs and weights of every convolution** (paper-notes §3.6), and so
-does :func:`quantize_elastic`: each :class:`~spaceevo_lib.supernet.elastic.DynamicConv2d`
-becomes a :class:`QDynamicConv2d` with the same weights, an activation quantizer on its input
-and a per-tensor weight quantizer on its active (sliced) weight, shared by every setting as in
-the reference. The quantizers are the same :mod:`.lsq` classes the static networks use.
-Deployed files are made from extracted static subnets, quantized by :mod:`.prepare`.
+per-tensor placement of :mod:`spaceevo_lib.quant.prepare` does not apply. The paper's
+reference code quantizes these networks at the **inputs and weights of every convolution**
+(paper-notes §3.6), and so does :func:`quantize_elastic`: each
+:class:`~spaceevo_lib.supernet.elastic.DynamicConv2d` becomes a :class:`QDynamicConv2d` with
+the same weights, an activation quantizer on its input and a per-tensor weight quantizer on its
+active (sliced) weight, shared by every setting as in the reference. The quantizers are the
+same :mod:`spaceevo_lib.quant.lsq` classes the static networks use. Deployed files are made
+from extracted static subnets, quantized by :mod:`spaceevo_lib.quant.prepare`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..supernet.elastic import DynamicConv2d
-from .lsq import ActQuantizer, WeightQuantizer
+from ..quant.lsq import ActQuantizer, WeightQuantizer
+from .elastic import DynamicConv2d
 
 
 class QDynamicConv2d(DynamicConv2d):

@@ -30,16 +30,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import pandas as pd
-import torch
 from torch import nn
 
-from spaceevo_lib.nn.blocks import head_parts
-from spaceevo_lib.nn.registry import block_type
-from spaceevo_lib.space.encoding import (SpaceChoice, Subnet, published_spaces,
-                                         published_subnets)
-from spaceevo_lib.space.flops import profile
-from spaceevo_lib.space.hyperspace import STAGE_NAMES, BlockSpec, Hyperspace
+from ..space.encoding import (SpaceChoice, Subnet, as_space, as_subnet, published_spaces,
+                              published_subnets)
+from ..space.hyperspace import STAGE_NAMES, BlockSpec, Hyperspace
+from .blocks import head_parts
+from .registry import block_type
 
 #: Children of a :class:`SubnetModel` after the stages, in network order.
 HEAD_CHILDREN = ("final_expand", "feature_mix", "logits")
@@ -83,20 +80,12 @@ def make_head(hs: Hyperspace, cin: int, n_classes: int,
     return head_parts(cin, fe.width, fe.activation, fm.width, fm.activation, n_classes, dropout)
 
 
-def _as_space(space: SpaceChoice | str) -> SpaceChoice:
-    return space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
-
-
-def _as_subnet(subnet: Subnet | str) -> Subnet:
-    return subnet if isinstance(subnet, Subnet) else Subnet.decode(subnet)
-
-
 def build_subnet(space: SpaceChoice | str, subnet: Subnet | str, n_classes: int | None = None,
                  dropout: float = 0.0) -> SubnetModel:
     """The static network of ``subnet`` in ``space`` (validated first: EncodingError names the
     offending field). ``n_classes`` defaults to the hyperspace's; ``dropout`` is the rate before
     the classifier (the reference trains the max net with 0.2, paper-notes §7.1)."""
-    sp, sub = _as_space(space), _as_subnet(subnet)
+    sp, sub = as_space(space), as_subnet(subnet)
     hs = sp.spec
     sub.validate(hs, sp)
     parts: OrderedDict = OrderedDict()
@@ -121,31 +110,3 @@ def build_published(name: str, n_classes: int | None = None,
         raise KeyError(f"unknown SEQnet {name!r}; valid: {', '.join(subnets)}")
     space_name, sub = subnets[name]
     return build_subnet(published_spaces()[space_name], sub, n_classes, dropout)
-
-
-def arch_table(hyperspace: str | None = None) -> pd.DataFrame:
-    """The published SEQnets (optionally of one hyperspace, ``onnxw`` or ``mobilew``) with
-    their resolution, blocks, MFLOPs in the paper convention (conv MACs without the
-    classifier, §9.3), MFLOPs with it, parameters, and Table 1's FLOPs where it lists the
-    model."""
-    from spaceevo_lib.report.paper import paper_table1  # lazy: report pulls in plotting
-
-    spaces = published_spaces()
-    if hyperspace is not None and hyperspace not in {s.hyperspace for s in spaces.values()}:
-        valid = sorted({s.hyperspace for s in spaces.values()})
-        raise KeyError(f"no published SEQnet in hyperspace {hyperspace!r}; valid: "
-                       f"{', '.join(valid)}")
-    t1 = paper_table1()
-    paper = dict(zip(t1["model"], t1["mflops"]))
-    rows = []
-    for name, (space_name, sub) in published_subnets().items():
-        sp = spaces[space_name]
-        if hyperspace is not None and sp.hyperspace != hyperspace:
-            continue
-        with torch.no_grad():
-            model = build_subnet(sp, sub)
-            prof = profile(model, model.input_shape)
-        rows.append({"model": name, "space": space_name, "hyperspace": sp.hyperspace,
-                     "resolution": sub.resolution, "blocks": sub.n_blocks, **prof,
-                     "paper_mflops": paper.get(name)})
-    return pd.DataFrame(rows)

@@ -3,7 +3,8 @@
 import pytest
 
 from spaceevo_lib import Run
-from spaceevo_lib.latency import Protocol, bench, measure_zoo
+from spaceevo_lib.data import calibration_images
+from spaceevo_lib.latency import Protocol, calibration_inputs, measure_zoo
 from spaceevo_lib.latency.zoo import ZooItem
 
 from conftest import needs_data
@@ -45,21 +46,21 @@ def test_unknown_device_stops_before_any_work(runs, images):
 
 
 def test_calibration_inputs_keep_image_structure(images):
-    x = bench.calibration_inputs(images, (1, 16, 8, 8))
+    x = calibration_inputs(images, (1, 16, 8, 8))
     assert x.shape == (4, 16, 8, 8) and abs(float(x.std()) - 1) < 1e-3
-    assert bench.calibration_inputs(images, (1, 3, 16, 16)).shape == (4, 3, 16, 16)
+    assert calibration_inputs(images, (1, 3, 16, 16)).shape == (4, 3, 16, 16)
 
 
 @needs_data
 def test_calibration_images_are_real_and_normalised():
-    x = bench.calibration_images(6, seed=1)
+    x = calibration_images(6, seed=1)
     assert x.shape == (6, 3, 64, 64) and -1 < float(x.mean()) < 1
 
 
 def test_tflite_devices_share_conversions_only_for_the_same_network(images, tmp_path):
     from spaceevo_lib.latency.devices import get_device
     shape = (1, 8, 8, 8)
-    calib = bench.calibration_inputs(images, shape)
+    calib = calibration_inputs(images, shape)
     add, gap = (ZooItem("operator", op, (("channels", 8), ("hw", 8))).build() for op in ("add", "gap"))
     a = get_device("tflite").compile(add, shape, calib, tmp_path)
     b = get_device("tflite-noxnn").compile(gap, shape, calib, tmp_path)

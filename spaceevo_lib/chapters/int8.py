@@ -9,78 +9,48 @@ scale, where post-training INT8 is known to hurt (SE, Hardswish).
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from .config import TrainConfig
-from .data import TrainingData
+from .._io import file_hash
+from ..export.metadata import read_preprocessing
+from ..latency.protocol import Protocol
+from ..store import MissingResultError, Run, record
+from ..train.config import TrainConfig
+from ..train.data import TrainingData
 
-#: The teacher: EfficientNetV2's layout (Fused-MBConv with SE in the high-resolution stages 1-3,
-#: MBConv with SE in stages 4-6, swish, 3x3 kernels) inside the training-scale mobilew
-#: hyperspace: the widest window of every stage at its largest width, EfficientNet-B0-like
-#: depths. Block indices of mobilew: 4 = FusedMBSERes, 2 = MBv3Res.
-TEACHER_BLOCKS = (4, 4, 4, 2, 2, 2)
-TEACHER_DEPTHS = (1, 1, 2, 2, 2, 3, 3, 1)  # first_conv, stage0 .. stage6
-TEACHER_EXPANDS = {"fused": 2.0, "mb": 3.0}
+# ----------------------------------------------------------------------------- the plan
 
 
-def teacher_network(hyperspace: str = "mobilew-train", n_classes: int | None = None):
-    """The teacher as a static subnet (``SubnetModel``: children first_conv, stage0..6, head)."""
-    from ..nn.registry import block_type
-    from ..space.build import build_subnet
-    from ..space.encoding import SpaceChoice, Subnet, stage_options
-    from ..space.hyperspace import as_hyperspace
-    hs = as_hyperspace(hyperspace)
-    windows = tuple(hs.stage(s).n_windows - 1 for s in hs.searchable_stages)
-    space = SpaceChoice(hs.name, TEACHER_BLOCKS, windows)
-    ks, ws, es = [], [], []
-    for opt, depth in zip(stage_options(space), TEACHER_DEPTHS):
-        family = block_type(opt.block.code).family
-        want = TEACHER_EXPANDS.get(family)
-        e = (want if want in opt.expands else opt.expands[-1]) if opt.expands != (None,) \
-            else None
-        for _ in range(depth):
-            ks.append(min(opt.kernels))
-            ws.append(max(opt.widths))
-            es.append(e)
-    sub = Subnet(TEACHER_DEPTHS, tuple(ks), tuple(ws), tuple(es), max(hs.resolutions))
-    return build_subnet(space, sub, n_classes=n_classes)
+@dataclass(frozen=True)
+class Int8Plan:
+    """What the chapter's parameters decide: the networks, their FP32 and LSQ+ training
+    settings, and the timing protocol of the deployed files."""
+
+    networks: list[str]
+    fp32: dict  # network -> TrainConfig
+    lsq: TrainConfig
+    protocol: Protocol
 
 
-# ----------------------------------------------------------------------------- training
-
-
-def train_fp32(model, arch: str, cfg: TrainConfig, data: TrainingData, checkpoint: Path,
-               progress: bool = True):
-    """Train in FP32 (resuming from ``checkpoint``); returns the per-epoch metrics."""
-    from .engine import Trainer
-    trainer = Trainer(model, cfg, {k: v for k, v in data.loaders.items() if k != "test"},
-                      arch=arch, checkpoint=checkpoint, progress=progress)
-    return trainer.fit().assign(phase="fp32")
-
-
-def train_lsq(fp32_model, arch: str, cfg: TrainConfig, data: TrainingData, checkpoint: Path,
-              per_channel: bool = True, progress: bool = True):
-    """LSQ+ fine-tuning of a trained FP32 network (BN folded, quantizers min-max initialised
-    on one batch of calibration images); returns (quantized model, metrics, scales table:
-    every activation quantizer's scale and zero point at initialisation and after training)."""
-    import torch
-
-    from ..quant.prepare import act_quantizers, quantize_model
-    from .engine import Trainer
-    q = quantize_model(fp32_model.eval(), per_channel=per_channel).train()
-    with torch.no_grad():
-        q(torch.from_numpy(data.calibration))  # min-max initialisation
-    init = {k: (float(m.step), int(m.zero_point())) for k, m in act_quantizers(q)}
-    trainer = Trainer(q, cfg, {k: v for k, v in data.loaders.items() if k != "test"},
-                      arch=f"{arch}/lsq{'' if per_channel else '-per-tensor'}",
-                      checkpoint=checkpoint, progress=progress)
-    history = trainer.fit().assign(phase="lsq+")
-    rows = [{"tensor": k, "scale_init": init[k][0], "scale": float(m.step),
-             "zero_point_init": init[k][1], "zero_point": int(m.zero_point())}
-            for k, m in act_quantizers(q)]
-    return q.eval(), history, pd.DataFrame(rows)
+def plan(cfg) -> Int8Plan:
+    """The chapter's plan from its validated parameters."""
+    networks = cfg.networks.split(",")
+    fp32 = {}
+    for net in networks:
+        epochs = cfg.teacher_epochs if net == "teacher" else cfg.baseline_epochs
+        fp32[net] = TrainConfig(epochs=epochs, warmup_epochs=min(1.0, 0.2 * epochs), lr=cfg.lr,
+                                weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
+                                train_images=cfg.train_images, valid_size=cfg.valid_size,
+                                seed=cfg.seed)
+    lsq = TrainConfig(epochs=cfg.lsq_epochs, lr=cfg.lsq_lr, warmup_epochs=0.0,
+                      batch_size=cfg.batch_size, train_images=cfg.train_images,
+                      valid_size=cfg.valid_size, seed=cfg.seed)
+    return Int8Plan(networks, fp32, lsq, Protocol(visits=cfg.visits, budget_ms=cfg.budget_ms))
 
 
 # ----------------------------------------------------------------------------- deployment
@@ -89,7 +59,7 @@ def train_lsq(fp32_model, arch: str, cfg: TrainConfig, data: TrainingData, check
 def deploy_all(name: str, fp32_model, qat_model, data: TrainingData, out_dir: Path,
                routes=None) -> list:
     """Every deployment route's files for one network (see :mod:`spaceevo_lib.quant.deploy`)."""
-    from ..quant.deploy import ROUTES, deploy
+    from ..quant.deploy import ROUTES, deploy  # heavy: imports torch
     return [deploy(r, fp32_model.eval(), qat_model, data.calibration, data.preprocessing,
                    out_dir, name) for r in (routes or ROUTES)]
 
@@ -98,8 +68,8 @@ def accuracy_table(name: str, fp32_model, qat_model, files: list, data: Training
                    run_path: Path) -> pd.DataFrame:
     """Top-1 on the test set: the PyTorch FP32 and fake-quant networks, then every deployed
     INT8 file run by its runtime from the preprocessing in its metadata."""
-    from ..quant.deploy import evaluate_file
-    from .engine import evaluate
+    from ..quant.deploy import evaluate_file  # heavy: imports torch
+    from ..train.engine import evaluate  # heavy: imports torch
     rows = [{"network": name, "model": "fp32", "runtime": "pytorch", "artifact": None,
              "top1": evaluate(fp32_model.eval(), data.loaders["test"])["top1"]},
             {"network": name, "model": "int8-fakequant", "runtime": "pytorch",
@@ -114,16 +84,26 @@ def accuracy_table(name: str, fp32_model, qat_model, files: list, data: Training
 
 
 def latency_table(files: dict[str, list], data: TrainingData, protocol, seed: int = 0,
-                  progress: bool = False) -> pd.DataFrame:
+                  run=None, progress: bool = False) -> pd.DataFrame:
     """Latency of every deployed INT8 file beside its FP32 partner, on its device: the files of
     all networks timed together, their visits interleaved over the whole measurement (a
     network timed alone in a fraction of a second lands in one of the CPU's slow or fast
     phases: the latency chapter's finding), so that INT8 ratios between files compare like
-    with like."""
-    from ..quant.deploy import time_deployed
+    with like. With ``run``, the table is stored there and reused while every file's content
+    (sha256), the protocol and the seed are unchanged: a rebuild re-times nothing."""
+    from ..quant.deploy import time_deployed  # heavy: imports torch
     flat = [(net, d) for net, ds in files.items() for d in ds]
-    recs = time_deployed([d for _, d in flat], data.calibration, protocol, seed, progress)
-    return pd.DataFrame(recs).assign(network=[net for net, _ in flat])
+
+    def measure() -> pd.DataFrame:
+        recs = time_deployed([d for _, d in flat], data.calibration, protocol, seed, progress)
+        return pd.DataFrame(recs).assign(network=[net for net, _ in flat])
+
+    if run is None:
+        return measure()
+    key = {"files": [[Path(p).name, file_hash(p)] for _, d in flat
+                     for p in (d.fp32_path, d.int8_path)],
+           "protocol": protocol.as_dict(), "seed": seed}
+    return run.cached("deployed_latency", measure, key=key)
 
 
 def results_table(acc: pd.DataFrame, lat: pd.DataFrame) -> pd.DataFrame:
@@ -139,7 +119,6 @@ def results_table(acc: pd.DataFrame, lat: pd.DataFrame) -> pd.DataFrame:
 def summary_records(results: pd.DataFrame) -> list[dict]:
     """``top1/<network>/<model>`` for every row, with ``artifact`` for deployed files, and
     ``speedup/<network>/<model>`` on the file's device."""
-    from ..store import record
     out = []
     for r in results.to_dict("records"):
         rec = record(f"top1/{r['network']}/{r['model']}", round(float(r["top1"]), 2), "%")
@@ -220,7 +199,7 @@ def optimized_graph_table(files: dict) -> pd.DataFrame:
     """Operators of the graph onnxruntime runs for each ONNX INT8 file (learned-scale and
     post-training), beside the file's Conv count: integer kernels (QLinear*, QGemm) and what
     stays in float."""
-    from ..export.onnx import graph_ops, optimized_ops
+    from ..export.runner import graph_ops, optimized_ops  # heavy: imports onnx
     rows = []
     for net, ds in files.items():
         for d in ds:
@@ -237,22 +216,25 @@ def optimized_graph_table(files: dict) -> pd.DataFrame:
 
 
 def metadata_table(files: dict) -> pd.DataFrame:
-    """The preprocessing entry of the first network's learned-scale file, field by field."""
-    from dataclasses import asdict
-
-    from ..quant.deploy import read_preprocessing
+    """The preprocessing entry of the first network's learned-scale file, field by field (the
+    file's name first)."""
     d = next(iter(files.values()))[0]
     pre = asdict(read_preprocessing(d.int8_path))
     pre["classes"] = ", ".join(pre["classes"])
-    return pd.DataFrame({"field": list(pre), "value": [str(v) for v in pre.values()]}
-                        ).assign(file=Path(d.int8_path).name)
+    rows = {"file": Path(d.int8_path).name, **{k: str(v) for k, v in pre.items()}}
+    return pd.DataFrame({"field": list(rows), "value": list(rows.values())})
 
 
-def chapter_glue(results: pd.DataFrame, history: pd.DataFrame, checks: pd.DataFrame) -> dict:
-    """The numbers the chapter's text cites, computed from this run's tables."""
+def glue_values(cfg, data: TrainingData, results: pd.DataFrame, history: pd.DataFrame,
+                checks: pd.DataFrame) -> dict:
+    """The settings and numbers the chapter's text cites, computed from this run's tables."""
     top = results.set_index(["network", "model"]).top1
-    out = {"int8_epochs": ", ".join(f"{n} {int((history[(history.network == n) & (history.phase == 'fp32')]).shape[0])}"
-                                    for n in dict.fromkeys(history.network))}
+    out = {"int8_valid": f"{cfg.valid_size:,}", "int8_wd": f"{cfg.weight_decay:g}",
+           "int8_lr": f"{cfg.lr:g}", "int8_calib": f"{cfg.calibration_images}",
+           "int8_lsq_epochs": f"{cfg.lsq_epochs}", "int8_test": f"{len(data.y_test):,}"}
+    fp32 = history[history.phase == "fp32"]
+    out["int8_epochs"] = ", ".join(f"{n} {int((fp32.network == n).sum())}"
+                                   for n in dict.fromkeys(history.network))
     for net, key in (("teacher", "teacher"), ("mobilenet_v3_small", "mnv3")):
         if (net, "fp32") not in top:
             continue
@@ -271,33 +253,68 @@ def chapter_glue(results: pd.DataFrame, history: pd.DataFrame, checks: pd.DataFr
 # ----------------------------------------------------------------------------- later chapters
 
 
-def load_teachers(profile: str, root: Path | None = None):
-    """The trained teacher of this chapter's run at ``profile``: (FP32 network, LSQ+ INT8
-    network, the run's parameters plus ``checkpoints_sha256``, a digest of both checkpoints
-    that later chapters key their results on, so that a retrained teacher is never mixed with
-    students of the earlier one), rebuilt from the builder and loaded from the checkpoints
-    (``weights_only``). MissingResultError names the chapter to run first."""
-    import hashlib
-    import json
+#: The deployed post-training file whose INT8 latency a device's row of the results reports.
+PTQ_ROUTE = {"ort-vnni": "int8-ort-ptq", "tflite": "int8-tflite-ptq"}
 
-    from ..quant.prepare import quantize_model
-    from ..store import MissingResultError, Run
-    from .engine import load_checkpoint
-    from .run import build_network
+
+@dataclass(frozen=True)
+class Int8Results:
+    """What the chapter left in its run folder for later chapters (:func:`load_results`)."""
+
+    path: Path  # the run folder
+    params: dict  # the parameters it ran with
+
+    def teachers(self):
+        """The trained teacher: (FP32 network, LSQ+ INT8 network, the run's parameters plus
+        ``checkpoints_sha256``, a digest of both checkpoints that later chapters key their
+        results on, so that a retrained teacher is never mixed with students of the earlier
+        one), rebuilt from the builder and loaded from the checkpoints (``weights_only``)."""
+        from ..quant.prepare import quantize_model  # (heavy: torch)
+        from ..train.engine import load_checkpoint  # heavy: imports torch
+        from ..train.networks import build_network  # heavy: imports torch
+        fp32_ckpt, lsq_ckpt = self.path / "teacher-fp32.pt", self.path / "teacher-lsq.pt"
+        if not (fp32_ckpt.is_file() and lsq_ckpt.is_file()):
+            raise MissingResultError(f"no trained teacher in {self.path}: run the chapter "
+                                     f"'Training in INT8' with networks teacher or all first")
+        params = self.params
+        n_classes = 1000 if params.get("dataset") == "imagenet" else 10
+        model, arch = build_network("teacher", params["resolution"], n_classes,
+                                    params["hyperspace"])
+        model.load_state_dict(load_checkpoint(fp32_ckpt, arch)["model"])
+        model.eval()
+        q = quantize_model(model, per_channel=params["per_channel"])
+        suffix = "" if params["per_channel"] else "-per-tensor"
+        q.load_state_dict(load_checkpoint(lsq_ckpt, f"{arch}/lsq{suffix}")["model"])
+        digest = hashlib.sha256()
+        for f in (fp32_ckpt, lsq_ckpt):
+            digest.update(f.read_bytes())
+        return model, q.eval(), {**params, "checkpoints_sha256": digest.hexdigest()}
+
+    def int8_ms(self, network: str, device: str) -> float:
+        """The INT8 latency (ms, median over visits of each visit's fastest run) of
+        ``network``'s post-training file on ``device``, measured from the deployed file."""
+        route = PTQ_ROUTE.get(device)
+        if route is None:
+            raise KeyError(f"no deployed post-training file for device {device!r}; known: "
+                           f"{', '.join(PTQ_ROUTE)}")
+        table = self.path / "results.parquet"
+        if not table.is_file():
+            raise MissingResultError(f"no results in {self.path}: run the chapter 'Training "
+                                     f"in INT8' to the end first")
+        res = pd.read_parquet(table)
+        r = res[(res.network == network) & (res.model == route)]
+        if not len(r):
+            raise MissingResultError(f"the chapter 'Training in INT8' in {self.path} has no "
+                                     f"{route} file of {network} (networks=all needed)")
+        return float(r.int8_median_of_min_ms.iloc[0])
+
+
+def load_results(profile: str, root: Path | None = None) -> Int8Results:
+    """This chapter's results at ``profile``, for later chapters: its trained teacher and the
+    INT8 latency of its deployed files. MissingResultError names the chapter to run first."""
     run = Run("int8", profile, root)
-    fp32_ckpt, lsq_ckpt = run.path / "teacher-fp32.pt", run.path / "teacher-lsq.pt"
-    if not (fp32_ckpt.is_file() and lsq_ckpt.is_file() and (run.path / "config.json").is_file()):
-        raise MissingResultError(f"no trained teacher in {run.path}: run the chapter 'Training "
-                                 f"in INT8' (spaceevo chapter int8 -p profile {profile}) first")
-    params = json.loads((run.path / "config.json").read_text())["params"]
-    n_classes = 1000 if params.get("dataset") == "imagenet" else 10
-    model, arch = build_network("teacher", params["resolution"], n_classes, params["hyperspace"])
-    model.load_state_dict(load_checkpoint(fp32_ckpt, arch)["model"])
-    model.eval()
-    q = quantize_model(model, per_channel=params["per_channel"])
-    state = load_checkpoint(lsq_ckpt, f"{arch}/lsq{'' if params['per_channel'] else '-per-tensor'}")
-    q.load_state_dict(state["model"])
-    digest = hashlib.sha256()
-    for f in (fp32_ckpt, lsq_ckpt):
-        digest.update(f.read_bytes())
-    return model, q.eval(), {**params, "checkpoints_sha256": digest.hexdigest()}
+    if not (run.path / "config.json").is_file():
+        raise MissingResultError(f"the chapter 'Training in INT8' has not run at {profile} "
+                                 f"(no {run.path / 'config.json'}): spaceevo chapter int8 "
+                                 f"-p profile {profile}")
+    return Int8Results(run.path, json.loads((run.path / "config.json").read_text())["params"])
