@@ -68,16 +68,21 @@ def ancestors(mod: str) -> set[str]:
 
 
 def imports_of(mod: str):
-    """(node, target, names, inside a function) of every import of ``mod``; ``target`` is the
-    absolute module name (``from . import x`` resolved)."""
+    """(node, target, names, inside a function) of every import of ``mod`` that runs (not those
+    under ``if TYPE_CHECKING``); ``target`` is the absolute module name (``from . import x``
+    resolved)."""
     path = modules()[mod]
     tree = ast.parse(path.read_text())
     pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
-    in_function = set()
+    in_function, type_only = set(), set()
     for f in ast.walk(tree):
         if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)):
             in_function |= {id(n) for n in ast.walk(f) if n is not f}
+        elif isinstance(f, ast.If) and "TYPE_CHECKING" in ast.unparse(f.test):
+            type_only |= {id(n) for n in ast.walk(f) if n is not f}  # never run
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = pkg.split(".")[:len(pkg.split(".")) - node.level + 1]
@@ -195,52 +200,51 @@ def test_no_private_name_is_imported_from_another_package():
 
 
 @cache
-def heavy_modules() -> set[str]:
-    """Library modules whose import (module level, transitively, their packages' ``__init__``
-    included) imports a heavy package."""
-    direct: dict[str, set[str]] = defaultdict(set)
-    heavy = set()
-    for mod in modules():
-        direct[mod] |= {a for a in ancestors(mod) if a in modules()}  # its packages' __init__
-        for _, target, names, inside in imports_of(mod):
+def heavy_closure(mod: str) -> frozenset[str]:
+    """The heavy packages importing library module ``mod`` loads (its module-level imports,
+    transitively, its packages' ``__init__`` included)."""
+    todo, seen, found = [mod], set(), set()
+    while todo:
+        m = todo.pop()
+        if m in seen or m not in modules():
+            continue
+        seen.add(m)
+        todo += [a for a in ancestors(m) if a in modules()]
+        for _, target, names, inside in imports_of(m):
             if inside:
                 continue
             if target.split(".")[0] in HEAVY:
-                heavy.add(mod)
+                found.add(target.split(".")[0])
             elif target.startswith("spaceevo_lib"):
-                hits = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules()]
-                direct[mod] |= set(hits) | ({target} if target in modules() else set())
-                direct[mod] |= {a for a in ancestors(target) if a in modules()} - {mod}
-    changed = True
-    while changed:
-        changed = False
-        for mod, deps in direct.items():
-            if mod not in heavy and deps & heavy:
-                heavy.add(mod)
-                changed = True
-    return heavy
+                todo += [f"{target}.{n}" for n in names] + [target] + list(ancestors(target))
+    return frozenset(found)
+
+
+def import_closure(target: str, names: list[str]) -> frozenset[str]:
+    """The heavy packages an import statement loads."""
+    if not target.startswith("spaceevo_lib"):
+        return frozenset({target.split(".")[0]} & HEAVY)
+    mods = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules()] + [target]
+    mods += [a for a in ancestors(target) if a in modules()]
+    return frozenset().union(*(heavy_closure(m) for m in mods if m in modules()))
 
 
 def test_function_level_imports_are_heavy_and_say_so():
-    """An import inside a function is either of a heavy package (or a library module that
-    imports one) and says so in a comment on its line, or it belongs at the module's top."""
+    """An import inside a function loads a heavy package that its module does not load already,
+    and says so in a comment on its line; any other import belongs at the module's top."""
     light, silent = [], []
     for mod, path in modules().items():
         lines = path.read_text().splitlines()
+        own = heavy_closure(mod)
         for node, target, names, inside in imports_of(mod):
             if not inside:
                 continue
             where = f"{mod}:{node.lineno} ({target})"
-            if target.startswith("spaceevo_lib"):
-                hits = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules()]
-                heavy = any(t in heavy_modules() for t in hits + [target])
-            else:
-                heavy = target.split(".")[0] in HEAVY
-            if not heavy:
+            if not import_closure(target, names) - own:
                 light.append(where)
             elif not any("heavy" in lines[i] for i in range(node.lineno - 1, node.end_lineno)):
                 silent.append(where)
-    assert not light, f"light imports inside functions (move them to the top): {light}"
+    assert not light, f"imports inside functions that add nothing heavy (move them up): {light}"
     assert not silent, f"heavy imports inside functions without a '# heavy: ...' note: {silent}"
 
 

@@ -26,11 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from .._io import stable_hash, write_json
 from ..space.hyperspace import as_hyperspace
+from ..supernet.quantized import quantize_elastic
 from ..train.config import TrainConfig
+from .students import StageStudent, held_out_nsr, initialise_quantizers, train_student
+from .tables import sample_table, write_table
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,6 @@ def run_job(job: tuple[str, int, int], ctx: JobContext) -> dict:
     """Train one stage student (FP32, then LSQ+) and write its tables; returns its record.
     Its checkpoints exist only while it trains (a killed run resumes from them); a finished
     student leaves its record, curves and tables."""
-    import torch  # (heavy: the trainings)
-
-    from ..supernet.quantized import quantize_elastic  # heavy: imports torch
-    from .students import (  # heavy: imports torch
-        StageStudent, held_out_nsr, initialise_quantizers, train_student)
-    from .tables import sample_table, write_table  # heavy: imports torch
     hs_name, stage, block = job
     out = ctx.out
     folder = job_folder(out, job)

@@ -20,10 +20,15 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
+from ..nn.bn import recalibrate_bn
+from ..quant.lsq import Quantizer
 from ..space.hyperspace import STAGE_NAMES, as_hyperspace
 from ..supernet.elastic import DynamicConv2d, elastic_block
 from ..supernet.network import ElasticStage
+from ..train.engine import Trainer, train_loader
+from ..train.sandwich import sandwich_loss
 from .teacher import BlockKDError, FeatureBank, nsr
 
 
@@ -164,7 +169,6 @@ def initialise_quantizers(student: StageStudent, bank: FeatureBank, seed: int = 
     the sandwich's settings and, un-recalibrated, blow deep stages up by orders of magnitude,
     which would set ranges no training recovers from. They are restored afterwards.
     Returns how many quantizers no setting reached (0 in practice)."""
-    from ..quant.lsq import Quantizer  # heavy: imports torch
     qs = [m for m in student.modules() if isinstance(m, Quantizer)]
     running = {k: v.clone() for k, v in student.state_dict().items()
                if k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")}
@@ -185,8 +189,6 @@ def kd_step(bank: FeatureBank, stage: int, n_random: int = 2):
     """The training step: one sandwich over the batch's image indices, each pass distilled
     from the teacher at the pass's resolution (AlphaNet's in-place distillation from the
     teacher, as the reference README runs it)."""
-    from ..train.sandwich import sandwich_loss  # heavy: imports torch
-
     def step(net, idx, _y, _cfg):
         # the sandwich's random settings draw from torch's stream (checkpointed: bit-exact
         # resume), through a numpy generator seeded from it
@@ -205,7 +207,6 @@ def held_out_nsr(student: StageStudent, bank: FeatureBank, sub: SubStage,
                  recal_images: int, eval_images: int) -> float:
     """NSR of one setting on held-out images after BN re-calibration on ``recal_images``
     others (paper-notes §3.7: each sub-stage's BN statistics are re-estimated first)."""
-    from ..nn.bn import recalibrate_bn  # heavy: imports torch
     student.set_active(sub)
     n0 = bank.n_train
     x, _ = bank.pair(student.stage_index, sub.resolution, slice(n0, n0 + recal_images))
@@ -234,9 +235,6 @@ def train_student(student: StageStudent, bank: FeatureBank, cfg, checkpoint: Pat
                   progress: bool = False, stop_after: int | None = None):
     """Train one student (resuming from ``checkpoint``; ``stop_after``: stop after that
     epoch, a deliberate interruption); returns the per-epoch metrics."""
-    from torch.utils.data import TensorDataset  # heavy: torch
-
-    from ..train.engine import Trainer, train_loader  # heavy: imports torch
     idx = torch.arange(bank.n_train)
     data = TensorDataset(idx, torch.zeros_like(idx))
     loaders = {"train": train_loader(data, cfg.batch_size, cfg.seed), "valid": [None]}

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .._io import atomic_path
 from ..data.reference import read_lut_csv
-from ..predictor.units import Unit, unit_cost
+from ..predictor.units import SpaceUnits, Unit, unit_cost
 from ..search.lut import StageTables
 from ..space.encoding import SpaceChoice, min_subnet
 from ..space.hyperspace import Hyperspace, as_hyperspace
@@ -106,7 +106,6 @@ def other_latency(hyperspace: str, predictor, resolutions: tuple[int, ...]) -> d
     """INT8 ms of the parts the search does not touch (first_conv, stage0, head) on this host:
     those of the minimum subnet of the all-block-0 space, as the reference code defines them
     (paper-notes §4.1), from this host's predictor."""
-    from ..predictor.units import SpaceUnits  # heavy: imports torch
     hs = as_hyperspace(hyperspace)
     if predictor.hyperspace != hs.name:
         raise BlockKDError(f"latency predictor {predictor.name} is for hyperspace "

@@ -24,9 +24,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.utils.data import Subset
 
 from ..data.imagenet import load_imagenet
 from ..data.imagenette import load_imagenette, normalize_images
+from ..nn.subnet import HEAD_CHILDREN
+from ..quant.prepare import trace_network
 from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
 
 SEARCHED = tuple(range(1, 7))  # stage1 .. stage6
@@ -50,7 +53,6 @@ def stage_boundaries(teacher: nn.Module) -> fx.GraphModule:
     ``b0`` is stage0's output (stage1's input), ``b6`` stage6's output (the head's input).
     Works on the FP32 subnet and on its LSQ+ graph alike (the INT8 boundaries are the
     quantized tensors the next stage reads)."""
-    from ..quant.prepare import trace_network  # heavy: imports torch
     gm = copy.deepcopy(trace_network(teacher))
     nexts = [f"stage{i + 1}." for i in range(6)] + ["final_expand."]
     cuts = [_first_call_with_prefix(gm, p).args[0] for p in nexts]
@@ -267,11 +269,7 @@ def teacher_images(resolution: int, n_train: int, n_held: int, seed: int,
     out for BN re-calibration and NSR (the test split is never used here). Imagenette: one
     (N, 3, R, R) tensor; ImageNet (``paper``): a seeded subset of the training ImageFolder
     read with the evaluation transforms, loaded image by image when used."""
-    import torch  # heavy: torch
-
     if dataset == "imagenet":
-        from torch.utils.data import Subset  # heavy: torch
-
         folder = load_imagenet("train", resolution, augment=False)
         idx = split_images(np.arange(len(folder)), n_train, n_held, seed)
         return Subset(folder, [int(i) for i in idx])
@@ -284,9 +282,6 @@ def teacher_images(resolution: int, n_train: int, n_held: int, seed: int,
 def split_agreement(teacher, split, x) -> float:
     """Largest |difference| between the teacher's logits and its head run on the split's last
     boundary: 0 means the cut loses nothing."""
-    import torch  # heavy: torch
-
-    from ..nn.subnet import HEAD_CHILDREN  # heavy: imports torch
     with torch.no_grad():
         h = split(x)[-1]
         for name in HEAD_CHILDREN:

@@ -17,7 +17,9 @@ import pandas as pd
 
 from .. import config
 from ..blockkd.jobs import JobContext, JobSettings, job_folder_name, jobs_of, run_jobs
-from ..blockkd.teacher import BlockKDError
+from ..blockkd.tables import other_latency, read_tables, table_resolutions
+from ..blockkd.teacher import (BlockKDError, boundary_table, describe_banks, feature_bank,
+                               split_agreement, stage_boundaries, take_images, teacher_images)
 from ..data.paper import paper_value
 from ..predictor import target_hyperspace
 from ..search.evolution import EvolutionConfig, describe_spaces
@@ -113,13 +115,11 @@ class Students:
 
     def split_gap(self, n: int = 64) -> float:
         """Largest |teacher logits - its head run on the last boundary| on ``n`` images."""
-        from ..blockkd.teacher import split_agreement, take_images  # heavy: imports torch
         return split_agreement(self.teacher, self.splits[0],
                                take_images(self.images, slice(0, n)))
 
     def boundary_table(self) -> pd.DataFrame:
         """Channels and side of every boundary at every table resolution."""
-        from ..blockkd.teacher import boundary_table  # heavy: imports torch
         return boundary_table(self.splits[0], self.hyperspaces, self.resolutions)
 
 
@@ -138,9 +138,6 @@ def prepare_students(cfg, the_plan: BlockKDPlan) -> Students:
     """The teacher of the INT8 chapter, cut at the stage boundaries (checked against every
     hyperspace's strides), its images and feature banks, this host's predictors, and the job
     folder keyed by the settings and the teacher's checkpoints."""
-    from ..blockkd.tables import table_resolutions  # heavy: imports torch
-    from ..blockkd.teacher import (  # heavy: imports torch
-        boundary_table, feature_bank, stage_boundaries, teacher_images)
     teacher, teacher_int8, tparams = int8_chapter.load_results(cfg.profile).teachers()
     hyperspaces = list(the_plan.hyperspaces.values())
     resolutions = table_resolutions(as_hyperspace(hyperspaces[0]))
@@ -195,7 +192,6 @@ def tables_table(tables: dict, hyperspaces: dict, other: dict,
 def read_own_tables(students: Students, hyperspaces: dict) -> tuple[dict, dict]:
     """Per device: the own lookup tables the students wrote, and the other parts' predicted
     INT8 latency at each table resolution."""
-    from ..blockkd.tables import other_latency, read_tables  # heavy: imports torch
     tables = {d: read_tables(hs, students.out / "tables" / hs, students.resolutions)
               for d, hs in hyperspaces.items()}
     other = {d: other_latency(hs, students.context.predictors[hs], students.resolutions)
@@ -362,7 +358,6 @@ def summary_records(device: str, scores: pd.DataFrame) -> list[dict]:
 def glue_values(cfg, the_plan: BlockKDPlan, students: Students, records: pd.DataFrame,
                 cost: pd.DataFrame, jobs_wall_s: float) -> dict:
     """The settings and numbers the chapter's text cites, from this run."""
-    from ..blockkd.teacher import describe_banks  # heavy: imports torch
     return {"kd_split_gap": f"{students.split_gap():.1e}",
             "kd_bank_text": describe_banks(students.banks), "kd_dataset": cfg.dataset,
             "kd_images": f"{len(students.images):,}",

@@ -19,9 +19,13 @@ import pandas as pd
 from .._io import file_hash
 from ..export.metadata import read_preprocessing
 from ..latency.protocol import Protocol
+from ..quant.deploy import ROUTES, deploy, evaluate_file, time_deployed
+from ..quant.prepare import quantize_model
 from ..store import MissingResultError, Run, record
 from ..train.config import TrainConfig
 from ..train.data import TrainingData
+from ..train.engine import evaluate, load_checkpoint
+from ..train.networks import build_network
 
 # ----------------------------------------------------------------------------- the plan
 
@@ -59,7 +63,6 @@ def plan(cfg) -> Int8Plan:
 def deploy_all(name: str, fp32_model, qat_model, data: TrainingData, out_dir: Path,
                routes=None) -> list:
     """Every deployment route's files for one network (see :mod:`spaceevo_lib.quant.deploy`)."""
-    from ..quant.deploy import ROUTES, deploy  # heavy: imports torch
     return [deploy(r, fp32_model.eval(), qat_model, data.calibration, data.preprocessing,
                    out_dir, name) for r in (routes or ROUTES)]
 
@@ -68,8 +71,6 @@ def accuracy_table(name: str, fp32_model, qat_model, files: list, data: Training
                    run_path: Path) -> pd.DataFrame:
     """Top-1 on the test set: the PyTorch FP32 and fake-quant networks, then every deployed
     INT8 file run by its runtime from the preprocessing in its metadata."""
-    from ..quant.deploy import evaluate_file  # heavy: imports torch
-    from ..train.engine import evaluate  # heavy: imports torch
     rows = [{"network": name, "model": "fp32", "runtime": "pytorch", "artifact": None,
              "top1": evaluate(fp32_model.eval(), data.loaders["test"])["top1"]},
             {"network": name, "model": "int8-fakequant", "runtime": "pytorch",
@@ -91,7 +92,6 @@ def latency_table(files: dict[str, list], data: TrainingData, protocol, seed: in
     phases: the latency chapter's finding), so that INT8 ratios between files compare like
     with like. With ``run``, the table is stored there and reused while every file's content
     (sha256), the protocol and the seed are unchanged: a rebuild re-times nothing."""
-    from ..quant.deploy import time_deployed  # heavy: imports torch
     flat = [(net, d) for net, ds in files.items() for d in ds]
 
     def measure() -> pd.DataFrame:
@@ -269,9 +269,6 @@ class Int8Results:
         ``checkpoints_sha256``, a digest of both checkpoints that later chapters key their
         results on, so that a retrained teacher is never mixed with students of the earlier
         one), rebuilt from the builder and loaded from the checkpoints (``weights_only``)."""
-        from ..quant.prepare import quantize_model  # (heavy: torch)
-        from ..train.engine import load_checkpoint  # heavy: imports torch
-        from ..train.networks import build_network  # heavy: imports torch
         fp32_ckpt, lsq_ckpt = self.path / "teacher-fp32.pt", self.path / "teacher-lsq.pt"
         if not (fp32_ckpt.is_file() and lsq_ckpt.is_file()):
             raise MissingResultError(f"no trained teacher in {self.path}: run the chapter "

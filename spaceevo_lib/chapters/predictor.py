@@ -19,13 +19,19 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..data.paper import paper_value
-from ..latency.jobs import Job, job_builder
+from ..latency.jobs import Job, drop_models, job_builder, load_compiled, run_jobs, time_jobs
 from ..latency.protocol import PRECISIONS, Protocol, latency_column
+from ..nn.flops import profile
+from ..nn.models import create_model
+from ..nn.subnet import build_subnet
 from ..predictor import target_hyperspace
-from ..predictor.build import PredictorSettings
-from ..predictor.model import LatencyPredictor, frame_units, saved_name
+from ..predictor.build import PredictorSettings, build_predictor
+from ..predictor.model import COMPOSITION_TERMS, LatencyPredictor, frame_units, saved_name
+from ..predictor.sampling import random_subnet
+from ..predictor.units import BASELINE_SPACE, subnet_mflops, unit_cost
 from ..report.study import substitutions
 from ..space.encoding import SpaceChoice, max_subnet, min_subnet, published_spaces
 from ..space.hyperspace import get_hyperspace, register_hyperspace, scaled_hyperspace
@@ -102,7 +108,6 @@ def depthwise_kernel_costs(units_table: pd.DataFrame, device: str = "", hyperspa
     precision: how the runtime's depthwise kernels scale with the kernel size (a block's other
     convolutions do not grow with k, so if depthwise cost followed MACs, ``vs_k5`` would be
     at most 1 for k = 7)."""
-    from ..predictor.units import unit_cost  # heavy: imports torch
     one_dw = units_table[units_table.code.isin(["MBv2", "MBv2Res", "MBv3Res", "MBv1Dual"])]
     if one_dw.empty:
         return pd.DataFrame()
@@ -135,7 +140,6 @@ def protocol_comparison(device: str, run, table: str, images: np.ndarray, keys: 
     row per (protocol, condition, precision): share within +-10 % and +-5 %, median |diff|,
     and whether the idle check flagged the runs.
     """
-    from ..latency.jobs import load_compiled, time_jobs  # heavy: imports torch
     jobs, infos = load_compiled(run, table, keys, device)
     rows = []
     for condition in ("idle", "busy") if busy_seconds > 0 else ("idle",):
@@ -210,13 +214,11 @@ def additivity_summary(additivity: pd.DataFrame) -> pd.DataFrame:
 
 def random_subnet_string(space: str, seed: int) -> str:
     """A random subnet of ``space`` (at any of its hyperspace's resolutions), as a string."""
-    from ..predictor.sampling import random_subnet  # heavy: imports torch
     return random_subnet(SpaceChoice.decode(space), np.random.default_rng(seed)).encode()
 
 
 def demo_predictions(predictor: LatencyPredictor, space: str, subnets) -> pd.DataFrame:
     """Predicted FP32 and INT8 latency and the predicted speedup of a few subnets."""
-    from ..predictor.units import subnet_mflops  # heavy: imports torch
     fp32 = predictor.predict(subnets, "fp32", space=space)
     int8 = predictor.predict(subnets, "int8", space=space)
     return pd.DataFrame({"subnet": [s[:40] + "..." for s in subnets],
@@ -229,7 +231,6 @@ def prediction_speed(predictor: LatencyPredictor, space: str, n: int = 2000, see
     """Subnets priced per second: a batch of ``n`` new random subnets of ``space``, INT8,
     starting from an empty unit cache (the first prices of a search); with ``warm``, a second
     new batch priced with the cache the first one filled (a search's steady state)."""
-    from ..predictor.sampling import random_subnet  # heavy: imports torch
     sp = SpaceChoice.decode(space)
     rng = np.random.default_rng(seed)
     batches = [[random_subnet(sp, rng) for _ in range(n)] for _ in range(1 + warm)]
@@ -334,7 +335,6 @@ def composition_table(predictors) -> pd.DataFrame:
     """The fitted composition terms (eq-composition) of each predictor, per precision, with
     the form kept (four terms or one factor) and both forms' leave-one-out RMSPE on the
     fitting networks that chose it."""
-    from ..predictor.model import COMPOSITION_TERMS  # heavy: imports torch
     rows = []
     for p in predictors:
         for prec, coef in p.composition.items():
@@ -407,8 +407,6 @@ def build_scale_network(base: str, label: str, which: str, width_divisor: float 
                         max_resolution: int = 224, stem_stride: int = 2):
     """The network ``which`` (``min``, ``max`` or ``mobilenet_v3_small``) of a candidate scale
     (``label`` ``paper`` = the paper's own 224-px hyperspace): a picklable job builder."""
-    from ..nn.models import create_model  # heavy: imports torch
-    from ..nn.subnet import build_subnet  # heavy: imports torch
     if which == "mobilenet_v3_small":
         return create_model(which, n_classes=1000 if label == "paper" else 10,
                             stem_stride=stem_stride)
@@ -446,7 +444,6 @@ def training_speed(module, resolution: int, batch: int = 64, steps: int = 5,
                    threads: int = 2) -> float:
     """Training images per second of ``module`` (SGD step on random data, ``threads`` torch
     threads): the cost that decides whether a scale is trainable here."""
-    import torch  # heavy: torch
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -469,7 +466,6 @@ def training_speed(module, resolution: int, batch: int = 64, steps: int = 5,
 def scale_table(measured: pd.DataFrame, steps: int = 5) -> pd.DataFrame:
     """One row per scale: INT8 speedups (min subnet, max subnet, MobileNetV3-Small), INT8 ms,
     MFLOPs of the max subnet and its training images/s (measured here, after the timing)."""
-    from ..nn.flops import profile  # heavy: imports torch
     rows = []
     for label, g in measured.groupby("scale", sort=False):
         t = g.set_index("network")
@@ -532,7 +528,6 @@ def build_all(cfg, the_plan: PredictorPlan, run, images: np.ndarray) -> dict:
     """Every target's predictor (:func:`~spaceevo_lib.predictor.build.build_predictor`), saved
     in the run folder; the comparison target's wholes are kept compiled when the protocol
     comparison will time them again."""
-    from ..predictor.build import build_predictor  # heavy: imports torch
     first = comparison_target(the_plan.targets)
     results = {}
     for (dev, sc), hs in the_plan.targets.items():
@@ -550,7 +545,6 @@ def compare_protocols(cfg, the_plan: PredictorPlan, run, images: np.ndarray,
     """The earlier protocol (one block of runs per network, retested) beside this one on the
     comparison target's first ``compare_networks`` validation networks, idle and with a busy
     core (cached in the run; the kept models are dropped after); empty when not asked for."""
-    from ..latency.jobs import drop_models  # heavy: imports torch
     if cfg.compare_networks <= 0:
         return pd.DataFrame()
     dev, sc = comparison_target(the_plan.targets)
@@ -581,7 +575,6 @@ def setup_table() -> pd.DataFrame:
 def training_scale(cfg, the_plan: PredictorPlan, run, images: np.ndarray) -> pd.DataFrame:
     """The training-scale candidates timed on ort-vnni and trained for a few steps, with the
     rule's verdicts (cached on the records); an empty table when ``scale_check`` is off."""
-    from ..latency.jobs import run_jobs  # heavy: imports torch
     if not cfg.scale_check:
         return pd.DataFrame({"scale": [], "pick": []})
     opts = the_plan.device_options["ort-vnni"]
@@ -657,7 +650,6 @@ def depthwise_table(results: dict) -> pd.DataFrame:
 
 def baseline_rows(val: pd.DataFrame) -> pd.DataFrame:
     """The torchvision baselines among the held-out networks."""
-    from ..predictor.units import BASELINE_SPACE  # heavy: imports torch
     return val[val.space == BASELINE_SPACE][["device", "hyperspace", "precision", "subnet",
                                              "measured_ms", "predicted_ms", "error_pct"]]
 

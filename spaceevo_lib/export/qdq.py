@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 
 def rewrite_learned_qdq(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -30,7 +30,6 @@ def rewrite_learned_qdq(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 def _constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     """Initializers and Constant-node outputs by name."""
-    from onnx import numpy_helper  # heavy: onnx
     out = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     for n in proto.graph.node:  # in graph order: an Identity of a constant is that constant
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
@@ -56,7 +55,6 @@ def _fold_constant_quantize(proto: onnx.ModelProto) -> int:
     """QuantizeLinear of an initializer -> the quantized initializer itself (int8 weights
     stored as such, so that onnxruntime sees DequantizeLinear(int8) -> Conv). Rounds half to
     even, as QuantizeLinear does."""
-    from onnx import numpy_helper  # heavy: onnx
     consts = _constants(proto)
     folded = 0
     for node in list(proto.graph.node):
@@ -75,7 +73,6 @@ def _int32_bias(proto: onnx.ModelProto) -> int:
     """A Conv or Gemm whose input and weight come from DequantizeLinear gets its float bias
     as int32 at scale s_x * s_w behind a DequantizeLinear (a float bias blocks onnxruntime's
     QLinearConv fusion; training-notes section 2)."""
-    from onnx import numpy_helper  # heavy: onnx
     consts = _constants(proto)
     producer = {o: n for n in proto.graph.node for o in n.output}
     done = 0
@@ -108,7 +105,6 @@ def _int32_bias(proto: onnx.ModelProto) -> int:
 def _constants_as_initializers(proto: onnx.ModelProto) -> None:
     """Constant nodes -> initializers (one per name), so that every scale and zero point is a
     named initializer of the file."""
-    from onnx import numpy_helper  # heavy: onnx
     for n in [n for n in proto.graph.node if n.op_type == "Constant"]:
         if n.attribute and n.attribute[0].name == "value":
             proto.graph.initializer.append(numpy_helper.from_array(
@@ -127,7 +123,6 @@ def _pooled_gemm_as_conv(proto: onnx.ModelProto) -> int:
     Gemm) and onnxruntime runs it as a float Gemm; as a 1x1 Conv fed by DequantizeLinear it
     becomes a QLinearConv. Only chains of point-wise ops and Gemms (transB=1, alpha=beta=1) up
     to the graph output are rewritten; anything else leaves the graph as it was."""
-    from onnx import numpy_helper  # heavy: onnx
     shapes = onnx.shape_inference.infer_shapes(proto)
     dims = {v.name: [d.dim_value if d.HasField("dim_value") else None
                      for d in v.type.tensor_type.shape.dim]
@@ -202,7 +197,6 @@ def _float_weights_of_float_ops(proto: onnx.ModelProto) -> int:
     """A Conv or Gemm whose *input* is float (no DequantizeLinear before it, e.g. a Linear after
     a Flatten) stays a float kernel in onnxruntime, which would dequantize its int8 weight on
     every run: store that weight dequantized instead (the same values, on the int8 grid)."""
-    from onnx import numpy_helper  # heavy: onnx
     consts = _constants(proto)
     producer = {o: n for n in proto.graph.node for o in n.output}
     done = 0

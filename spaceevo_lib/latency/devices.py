@@ -30,8 +30,11 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .._io import atomic_path
+from ..export.keras import to_keras
+from ..export.tflite import TFLiteRunner, convert_tflite
 from .memory import release_keras
 from .records import shape_str
 
@@ -129,7 +132,6 @@ class Device(ABC):
                 if f.ndim == 3 and f.shape[1] == 1 else math.nan)
         err = math.nan
         if module is not None:
-            import torch  # heavy: torch
             m = copy.deepcopy(module).eval()
             with torch.no_grad():
                 ref = m(torch.from_numpy(images)).numpy()
@@ -264,8 +266,6 @@ class TFLiteDevice(Device):
 
     def compile(self, module, input_shape_nchw, calibration_nchw, workdir, threads=1):
         self.require()
-        from ..export.keras import to_keras  # heavy: imports torch
-        from ..export.tflite import convert_tflite  # heavy: imports keras
         workdir = Path(workdir)
         calib = np.ascontiguousarray(np.asarray(calibration_nchw, np.float32)
                                      .transpose(0, 2, 3, 1))
@@ -288,7 +288,6 @@ class TFLiteDevice(Device):
                             len(blobs["fp32"]), len(blobs["int8"]))
 
     def load(self, fp32_path, int8_path, threads=1):
-        from ..export.tflite import TFLiteRunner  # heavy: imports keras
         return tuple(_NchwAdapter(TFLiteRunner(Path(p).read_bytes(), threads=threads,
                                                xnnpack=self.xnnpack))
                      for p in (fp32_path, int8_path))
@@ -332,7 +331,6 @@ def check_input_shape(module, input_shape_nchw: Sequence[int]) -> tuple[int, int
         raise ValueError(f"impossible input shape {shape}: need 4 positive ints (N, C, H, W)")
     if shape[0] != 1:
         raise ValueError(f"input shape {shape_str(shape)}: latency is measured at batch 1")
-    import torch  # heavy: torch
     model = copy.deepcopy(module).eval()
     try:
         with torch.no_grad():

@@ -39,11 +39,15 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from .._io import atomic_path, stable_hash, write_json
 from .._version import __version__
-from .devices import CompiledPair, get_device
+from ..export.keras import load_triton_before_tensorflow
+from ..nn.bn import recalibrate_bn
+from .devices import CompiledPair, check_input_shape, get_device
 from .protocol import Protocol, check_protocol_version, summarize_visits, time_networks
 from .records import make_record
 
@@ -119,8 +123,6 @@ def calibration_inputs(images_nchw: np.ndarray, shape, seed: int = 0) -> np.ndar
     1x1 projection 3 -> C, scaled to unit variance: feature maps with the spatial statistics of
     real photographs rather than Gaussian noise.
     """
-    import torch  # heavy: torch
-    import torch.nn.functional as F  # heavy: torch
     _, c, h, w = shape
     x = torch.from_numpy(np.ascontiguousarray(images_nchw, dtype=np.float32))
     if x.shape[-2:] != (h, w):
@@ -148,10 +150,6 @@ def check_images(images_nchw) -> np.ndarray:
 
 def _prepare(job: Job, images: np.ndarray, seed: int):
     """The job's module (seeded, BN statistics from its inputs) and its calibration inputs."""
-    import torch  # heavy: torch
-
-    from ..nn.bn import recalibrate_bn  # heavy: imports torch
-    from .devices import check_input_shape  # heavy: imports torch
     torch.manual_seed(seed)
     module = job.build(**dict(job.spec)).eval()
     check_input_shape(module, job.input_shape)  # a ValueError before anything is written
@@ -162,13 +160,10 @@ def _prepare(job: Job, images: np.ndarray, seed: int):
 
 
 def _init_worker() -> None:
-    import torch  # heavy: torch
-
     # the parent's Ctrl-C or kernel shutdown reaches the whole process group: the parent stops
     # the pool itself, so an idle worker must not die with a KeyboardInterrupt traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    from ..export.keras import load_triton_before_tensorflow  # heavy: imports torch
     load_triton_before_tensorflow()  # TensorFlow after triton, or it crashes (toolchain notes)
     torch.set_num_threads(1)
     logging.getLogger("spaceevo_lib").setLevel(logging.WARNING)

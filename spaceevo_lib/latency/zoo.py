@@ -17,10 +17,12 @@ from importlib import resources
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import torch
 import yaml
 
 from ..nn import create_block, create_model, create_operator, list_operators, operator_input_shape
 from ..nn.models import TORCHVISION_MODELS
+from ..nn.subnet import build_published
 from ..space import get_hyperspace, published_subnets
 from .devices import get_device
 from .jobs import Job, job_builder, run_jobs
@@ -65,7 +67,6 @@ class ZooItem:
 
     def build(self, seed: int = 0):
         """The PyTorch module, randomly initialised with ``seed``, in eval mode."""
-        import torch  # heavy: torch
         torch.manual_seed(seed)
         p = self.params
         if self.kind == "operator":
@@ -76,7 +77,6 @@ class ZooItem:
             m = create_block(self.op_type, p["cin"], p["cout"], p["k"], p["stride"], p["e"],
                              p["act"])
         elif self.op_type.startswith("SEQnet@"):
-            from ..nn.subnet import build_published  # heavy: imports torch
             m = build_published(self.op_type)
         else:
             m = create_model(self.op_type, seed=seed)

@@ -6,6 +6,7 @@ cannot download pretrained ones. The book says so wherever these are timed.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 TORCHVISION_MODELS = ("mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2",
@@ -20,7 +21,6 @@ def create_model(name: str, n_classes: int = 1000, seed: int = 0,
     32-px images (the hyperspaces' stem gets the same change, ``configs/hyperspaces.yaml``), so
     that baselines and subnets see the same feature-map sizes.
     """
-    import torch  # heavy: torch
     import torchvision  # heavy: torchvision
     if name not in TORCHVISION_MODELS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(TORCHVISION_MODELS)}")

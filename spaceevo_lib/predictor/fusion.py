@@ -15,9 +15,11 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
-from ..latency.jobs import job_builder, run_jobs
+from ..latency.jobs import Job, job_builder, run_jobs
 from ..latency.protocol import Protocol
+from ..nn.blocks import act_layer
 
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
 PROBES = ("conv", "conv+bn", *(f"conv+bn+{a}" for a in ACTIVATIONS), *ACTIVATIONS)
@@ -27,9 +29,6 @@ PROBES = ("conv", "conv+bn", *(f"conv+bn+{a}" for a in ACTIVATIONS), *ACTIVATION
 def build_probe(probe: str, channels: int, k: int = 3):
     """The module of one probe: ``conv`` (depthwise k x k), ``conv+bn``, ``conv+bn+<act>`` or
     ``<act>`` alone."""
-    from torch import nn  # heavy: torch
-
-    from ..nn.blocks import act_layer  # heavy: imports torch
     if probe in ACTIVATIONS:
         return nn.Sequential(act_layer(probe))
     parts = probe.split("+")
@@ -45,7 +44,6 @@ def build_probe(probe: str, channels: int, k: int = 3):
 
 
 def fusion_jobs(device: str, channels: int, hw: int, protocol, options: dict | None = None):
-    from ..latency.jobs import Job  # heavy: imports torch
     return [Job.make(device, build_probe, {"probe": p, "channels": channels},
                      (1, channels, hw, hw), {"kind": "fusion", "probe": p}, options, protocol)
             for p in PROBES]

@@ -24,10 +24,12 @@ import pandas as pd
 
 from ..latency.jobs import Job, job_builder, run_jobs
 from ..latency.protocol import Protocol
+from ..nn.models import create_model
+from ..nn.subnet import build_subnet
 from ..space.encoding import (SpaceChoice, Subnet, published_spaces, published_subnets,
                               random_space, sample_subnet)
 from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
-from .units import Unit, build_unit, scale_subnet, subnet_units, unit_spec
+from .units import Unit, baseline_units, build_unit, scale_subnet, subnet_units, unit_spec
 
 
 def random_subnet(sp: SpaceChoice, rng: np.random.Generator) -> Subnet:
@@ -65,7 +67,6 @@ def seqnets(hyperspace: Hyperspace | str) -> list[tuple[str, str, str]]:
 @job_builder("subnet")
 def build_subnet_module(space: str, subnet: str):
     """A subnet's static network from its encodings (a picklable :class:`Job` builder)."""
-    from ..nn.subnet import build_subnet  # heavy: imports torch
     return build_subnet(space, subnet)
 
 
@@ -74,7 +75,6 @@ def build_baseline(name: str, **kwargs):
     """A torchvision baseline with random weights (a picklable :class:`Job` builder);
     ``kwargs`` go to :func:`~spaceevo_lib.nn.models.create_model` (``n_classes``,
     ``stem_stride``)."""
-    from ..nn.models import create_model  # heavy: imports torch
     return create_model(name, **kwargs)
 
 
@@ -138,7 +138,6 @@ class Measurer:
         """torchvision baselines as rows like :meth:`subnet_jobs`' (space ``torchvision``,
         subnet ``<name>@r<resolution>``); ``build`` goes to the model builder (e.g.
         ``stem_stride``, ``n_classes``)."""
-        from .units import baseline_units  # heavy: imports torch
         jobs = []
         for name in names:
             n_units = len(baseline_units(name, resolution, **build))  # refuses

@@ -16,8 +16,12 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from torch import nn
 
 from ..latency.jobs import job_builder
+from ..nn.blocks import head_parts
+from ..nn.models import create_model
+from ..nn.registry import K3_STACK, block_type
 from ..space.encoding import SpaceChoice, Subnet, as_space, stage_options
 from ..space.hyperspace import as_hyperspace
 
@@ -118,10 +122,6 @@ def build_unit(code: str, act: str, cin: int, cout: int, k: int, e: float, strid
                hw: int = 0, fe: int = 0, fm: int = 0):
     """The PyTorch module of one unit (the keyword form of :class:`Unit`, so that latency
     jobs can rebuild it in a worker process)."""
-    from torch import nn  # heavy: torch
-
-    from ..nn.blocks import head_parts  # heavy: imports torch
-    from ..nn.registry import block_type  # heavy: imports torch
     if code == HEAD:  # fm = 0: no feature-mix conv (torchvision's MobileNetV2 head)
         return nn.Sequential(head_parts(cin, fe, act, fm, act, cout))
     return block_type(code).static(cin, cout, k, stride, e or None, act)
@@ -191,7 +191,6 @@ class _Cost:
 def _unit_cost(u: Unit) -> tuple[_Cost, int]:
     """The unit's layers, as the registry's static block builds them (one cost function per
     family below); returns the accumulated cost and the widest inner tensor's elements."""
-    from ..nn.registry import block_type  # heavy: imports torch
     hw_in, s, act = u.hw, u.stride, u.act
     hw = _out(hw_in, s)
     cost = _Cost()
@@ -245,7 +244,6 @@ def mbv1_dual_cost(bt, cost: _Cost, u: Unit) -> int:
 
 
 def mb_cost(bt, cost: _Cost, u: Unit) -> int:
-    from ..nn.registry import K3_STACK  # heavy: imports torch
     hw = _out(u.hw, u.stride)
     hidden = bt.hidden(u.cin, u.cout, u.e or None)
     if hidden != u.cin:
@@ -336,9 +334,7 @@ def baseline_units(name: str, resolution: int, n_classes: int = 1000,
         why = _OUTSIDE.get(name, "it is not a torchvision baseline of this study")
         raise KeyError(f"{name!r} cannot be priced by a block predictor: {why}; priceable "
                        f"baselines: {', '.join(BASELINES)}")
-    from torch import nn  # heavy: torch
 
-    from ..nn.models import create_model  # heavy: imports torch
     m = create_model(name, n_classes=n_classes, stem_stride=stem_stride)
     convs = lambda mod: [c for c in mod.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
     first = convs(m.features[0])[0]

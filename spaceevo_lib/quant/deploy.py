@@ -28,6 +28,10 @@ import numpy as np
 from .._io import atomic_path
 from ..export.metadata import (Preprocessing, read_preprocessing, write_onnx_metadata,
                                write_tflite_metadata)
+from ..export.tflite import TFLiteRunner
+from ..latency.devices import get_device
+from ..latency.jobs import Job, time_jobs
+from .prepare import frozen_for_export
 
 ROUTES = ("ort-lsq-qdq", "ort-ptq", "tflite-ptq")
 #: The latency device that runs each route's files.
@@ -47,7 +51,6 @@ def export_qdq(qmodel, input_shape_nchw: Sequence[int], path: Path | str,
 
     from ..export.onnx import export_onnx  # heavy: imports torch
     from ..export.qdq import rewrite_learned_qdq  # heavy: imports onnx
-    from .prepare import frozen_for_export  # heavy: imports torch
     path = Path(path)
     frozen = frozen_for_export(qmodel)
     with atomic_path(path) as tmp:
@@ -83,7 +86,6 @@ def deploy(route: str, fp32_model, qat_model, calibration_nchw: np.ndarray,
     ``fp32_model``: the trained FP32 network (BN not folded); ``qat_model``: its LSQ+ version
     (only ``ort-lsq-qdq`` uses it); ``calibration_nchw``: normalised training images for the
     post-training routes."""
-    from ..latency.devices import get_device  # heavy: imports torch
     if route not in ROUTES:
         raise ValueError(f"unknown deployment route {route!r}; allowed: {', '.join(ROUTES)}")
     out = Path(out_dir)
@@ -125,7 +127,6 @@ def _runner(path: Path, threads: int):
     if path.suffix == ".onnx":
         from ..export.runner import OrtRunner  # heavy: imports onnx
         return OrtRunner(path, threads)
-    from ..export.tflite import TFLiteRunner  # heavy: imports keras
     return TFLiteRunner(path.read_bytes(), threads=threads, xnnpack=True)
 
 
@@ -155,7 +156,6 @@ def time_deployed(files: Sequence[Deployed], images_nchw: np.ndarray, protocol, 
                   progress: bool = False):
     """Latency records of deployed FP32/INT8 pairs, timed together by the study's visit
     protocol (:func:`spaceevo_lib.latency.jobs.time_jobs`), on the files themselves."""
-    from ..latency.jobs import Job, time_jobs  # heavy: imports torch
     jobs, infos = [], []
     for d in files:
         pre = read_preprocessing(d.int8_path)

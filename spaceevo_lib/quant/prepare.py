@@ -33,6 +33,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .lsq import ActQuantizer, WeightQuantizer
 
@@ -103,8 +104,6 @@ def _set_module(gm: fx.GraphModule, target: str, new: nn.Module) -> None:
 def fold_bn(model: nn.Module) -> fx.GraphModule:
     """The network with every conv -> batch norm pair folded into one conv with bias (eval
     statistics), as a GraphModule. A BN that does not directly follow a conv raises."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval  # heavy: torch
-
     gm = trace_network(model)
     was_training = gm.training
     gm.eval()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from ..data import calibration_images
 from ..nn.bn import recalibrate_bn
@@ -23,7 +24,6 @@ def extraction_check(supernet: Supernet, images: torch.Tensor, n_random: int,
     BN statistics are first re-estimated on the images for each subnet (as the paper does per
     subnet), so that outputs depend on the input and a wrong weight copy would show.
     """
-    import torch.nn.functional as F  # heavy: torch
     rng = np.random.default_rng(seed)
     picks = [("min", supernet.sample_min()), ("max", supernet.sample_max())]
     picks += [(f"random {i + 1}", supernet.sample_random(rng)) for i in range(n_random)]

@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
 
 from ..data.imagenet import load_imagenet
 from ..data.imagenette import (IMAGENET_MEAN, IMAGENET_STD, ImagenetteDataset, load_imagenette,
                                normalization, split_train, subset)
 from ..export.metadata import Preprocessing
 from .config import TrainConfig
+from .engine import train_loader
 
 
 @dataclass
@@ -43,10 +46,7 @@ def load_training_data(resolution: int, cfg: TrainConfig, test_images: int = 0,
         return _load_imagenet(resolution, cfg, test_images, calibration_images)
     if dataset != "imagenette":
         raise ValueError(f"dataset must be 'imagenette' or 'imagenet'; got {dataset!r}")
-    import torch  # heavy: torch
-    from torch.utils.data import DataLoader  # heavy: torch
 
-    from .engine import train_loader  # heavy: imports torch
     data = load_imagenette(resolution)
     mean, std = normalization(data, "imagenet")
     train_idx, valid_idx = split_train(len(data.x_train), cfg.valid_size, cfg.seed)
@@ -77,11 +77,8 @@ def _load_imagenet(resolution: int, cfg: TrainConfig, test_images: int,
     images for the deployed files are the val images resized and centre-cropped as uint8
     (``resize`` in their preprocessing metadata). Written for the paper profile, exercised by
     the tests on a tiny generated folder only."""
-    import torch  # heavy: torch
-    from torch.utils.data import DataLoader, Subset  # heavy: torch
     from torchvision.transforms import v2  # heavy: torchvision
 
-    from .engine import train_loader  # heavy: imports torch
     train_all, test = load_imagenet("train", resolution), load_imagenet("val", resolution)
     train_idx, valid_idx = split_train(len(train_all), cfg.valid_size, cfg.seed)
     if cfg.train_images:

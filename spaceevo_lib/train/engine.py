@@ -21,9 +21,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from .._io import atomic_path
+from ..quant.lsq import Quantizer
 from .config import TrainConfig
 
 CHECKPOINT_VERSION = 1
@@ -49,7 +51,6 @@ class CheckpointError(RuntimeError):
 
 # ---------------------------------------------------------------- optimiser and schedule
 def _is_quantizer_param(module: nn.Module) -> bool:
-    from ..quant.lsq import Quantizer  # heavy: imports torch
     return isinstance(module, Quantizer)
 
 
@@ -165,7 +166,6 @@ def train_loader(dataset, batch_size: int, seed: int, num_workers: int = 0):
     """The training DataLoader: a seeded shuffle in one process; under torch.distributed a
     DistributedSampler (shuffled with seed + epoch, one shard per process, ``batch_size`` per
     process), so that every process sees a different part of each epoch."""
-    from torch.utils.data import DataLoader, DistributedSampler  # heavy: torch
     d = process_group()
     if d is not None and d.get_world_size() > 1:
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ..quant.prepare import act_quantizers, quantize_model
 from .config import TrainConfig
@@ -27,8 +28,6 @@ def train_lsq(fp32_model, arch: str, cfg: TrainConfig, data: TrainingData, check
     """LSQ+ fine-tuning of a trained FP32 network (BN folded, quantizers min-max initialised
     on one batch of calibration images); returns (quantized model, metrics, scales table:
     every activation quantizer's scale and zero point at initialisation and after training)."""
-    import torch  # heavy: torch
-
     q = quantize_model(fp32_model.eval(), per_channel=per_channel).train()
     with torch.no_grad():
         q(torch.from_numpy(data.calibration))  # min-max initialisation

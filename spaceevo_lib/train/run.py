@@ -14,17 +14,20 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .._io import atomic_write, write_json
 from ..nn.bn import recalibrate_bn
 from .config import TrainConfig
+from .data import load_training_data
 from .engine import Trainer, evaluate, process_group, rank
+from .networks import build_network
+from .recipes import train_lsq
 
 
 def init_distributed() -> bool:
     """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on
     GPUs); False when not launched by torchrun."""
-    import torch  # heavy: torch
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or process_group() is not None:
         return process_group() is not None
     torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -37,9 +40,6 @@ def train_network(name: str, out_dir: Path | str, cfg: TrainConfig, resolution: 
     with the same folder resumes from the checkpoint. With ``lsq``, the trained network is then
     fine-tuned with LSQ+ (INT8) under those settings, as the INT8 chapter does (its own
     checkpoint ``lsq.pt``, its test top-1 under ``"lsq"``). Returns the result."""
-    from .data import load_training_data  # heavy: imports torch
-    from .networks import build_network  # heavy: imports torch
-    from .recipes import train_lsq  # heavy: imports torch
     out = Path(out_dir)
     data = load_training_data(resolution, cfg)  # a missing or corrupt file stops here
     model, arch = build_network(name, resolution, data.n_classes)
@@ -78,7 +78,6 @@ def main(name: str, out_dir: str, options: dict, resolution: int = 32,
         writer = rank() == 0
     finally:
         if joined:
-            import torch  # heavy: torch
             torch.distributed.destroy_process_group()
     if writer:
         t = result["test"]
