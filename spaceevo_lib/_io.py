@@ -17,9 +17,14 @@ from typing import Any, Callable, Iterator
 
 @contextlib.contextmanager
 def atomic_path(dest: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; on success rename it to ``dest``, else delete it."""
+    """Yield a temporary path beside ``dest``; on success rename it to ``dest``, else delete it.
+
+    A writer killed outright (SIGKILL) cannot delete its temporary file; the next write of the
+    same ``dest`` removes it (hidden files ``.<stem>.*.part<suffix>``: one writer per file)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.stem}.*.part{dest.suffix}"):
+        stale.unlink(missing_ok=True)
     # keep the real suffix last: tools such as numpy and papermill look at it
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}",
                                dir=dest.parent)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 from . import book
@@ -106,8 +105,10 @@ def _lab(args) -> int:
     if args.token is not None:
         cmd.append(f"--IdentityProvider.token={args.token}")
     print(f"[spaceevo] JupyterLab at profile {args.profile!r} (notebooks whose parameters cell "
-          f"says 'default'); Ctrl-C stops it")
-    return subprocess.call(cmd, env={**os.environ, PROFILE_ENV: args.profile})
+          f"says 'default'); Ctrl-C stops it", flush=True)
+    # JupyterLab replaces this process (same pid): Ctrl-C, SIGTERM from a process manager or a
+    # test stop the server itself, and no server outlives a stopped `spaceevo lab`
+    os.execve(sys.executable, cmd, {**os.environ, PROFILE_ENV: args.profile})
 
 
 def _train(args) -> int:
@@ -119,7 +120,8 @@ def _train(args) -> int:
         return train_main(args.name, out, {k: parse_cli_value(v) for k, v in args.o},
                           args.resolution, lsq)
     except (ValueError, KeyError, CheckpointError) as e:
-        print(f"spaceevo train: error: {e}", file=sys.stderr)
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e  # (no repr quotes)
+        print(f"spaceevo train: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -28,12 +28,51 @@ from .settings import PROFILE_ENV
 PROFILES: tuple[str, ...] = ("smoke", "default", "paper")
 COMMON_PARAMS: tuple[str, ...] = ("profile", "seed")
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "csv": str}
+#: How a message names each type ("an int", not "a int").
+TYPE_WORDS = {"int": "an int", "float": "a number", "str": "a string", "bool": "a bool",
+              "csv": "a comma-separated list"}
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 # Names an IPython kernel defines by itself; never parameters.
 _KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
 
 
 class ParameterError(ValueError):
     """A chapter parameter (or profile) that is unknown, of the wrong type or out of range."""
+
+
+def coerce(value: Any, kind: str) -> Any:
+    """``value`` as a parameter of type ``kind``, whichever front door it came through: papermill
+    passes ``-p per_channel false`` as the string ``'false'`` and ``-p lr 0.01`` as a number,
+    ``spaceevo chapter`` and ``make chapter`` parse YAML scalars, a notebook cell holds Python
+    values. Bools accept true/false, yes/no, 1/0 in any case; ints and floats accept numbers
+    written as strings (an int also a float with no fractional part). Anything else is returned
+    as it is, for :meth:`Param.check` to refuse with a message."""
+    if kind == "bool":
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+        return value
+    if kind in ("int", "float") and isinstance(value, str):
+        try:
+            value = float(value.strip()) if kind == "float" else _int_text(value.strip())
+        except ValueError:
+            return value
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _int_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)  # "32.0", "1e3"
+        if not number.is_integer():
+            raise
+        return int(number)
 
 
 @dataclass(frozen=True)
@@ -54,17 +93,18 @@ class Param:
             return "'all' or a comma-separated list of " + ", ".join(self.choices or ())
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.type == "bool":
+            return "true or false (also yes/no, 1/0)"
         lo = "" if self.min is None else f" >= {self.min}"
         hi = "" if self.max is None else f" <= {self.max}"
         sep = " and" if lo and hi else ""
-        return f"a {self.type}{lo}{sep}{hi}"
+        return f"{TYPE_WORDS[self.type]}{lo}{sep}{hi}"
 
     def check(self, value: Any, chapter: str) -> Any:
         """Return ``value`` converted to this parameter's type, or raise ParameterError."""
         where = f"parameter {self.name!r} of chapter {chapter!r}"
         want = _TYPES[self.type]
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        value = coerce(value, self.type)
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise ParameterError(
                 f"{where} must be {self.allowed()} ({self.help}); "
@@ -102,6 +142,7 @@ class Chapter:
     def resolve(self, profile: str = "default", seed: int = 0, **given: Any) -> ChapterConfig:
         """Validate ``given`` overrides and fill the rest from ``profile``."""
         check_profile(profile)
+        seed = coerce(seed, "int")
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
             raise ParameterError(
                 f"parameter 'seed' of chapter {self.name!r} must be an int in [0, 2**32); "

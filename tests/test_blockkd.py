@@ -22,6 +22,8 @@ from spaceevo_lib.train.config import TrainConfig
 from spaceevo_lib.train.networks import teacher_network
 from spaceevo_lib.train.sandwich import sandwich_loss
 
+from kill_helpers import FakePredictor
+
 RES = (24, 28, 32)
 
 
@@ -185,18 +187,6 @@ def test_a_killed_block_kd_run_resumes_bit_exact(bank, tmp_path):
     pd.testing.assert_frame_equal(h_a.drop(columns=["seconds", "images_per_s"]),
                                   h_b.drop(columns=["seconds", "images_per_s"]))
     assert {"train_nsr_max", "train_nsr_min", "train_nsr_random", "valid_nsr_max"} <= set(h_a)
-
-
-class FakePredictor:
-    """Prices a unit by its MACs (what the tables need of a predictor)."""
-
-    def __init__(self, hyperspace):
-        self.hyperspace, self.name = hyperspace, f"fake@{hyperspace}"
-
-    def additive_ms(self, parts, precision="int8"):
-        from spaceevo_lib.predictor.units import unit_cost
-        return np.array([sum(unit_cost(u)["macs"] for u in p) / 1e6 * 0.01 + 0.001 * len(p)
-                         for p in parts])
 
 
 def test_table_rows_round_trip_through_the_published_format(bank, tmp_path):

@@ -94,7 +94,7 @@ def test_papermill_with_wrong_parameters_stops_with_a_clear_message(tmp_path, ru
     proc = _papermill(tmp_path, *params)
     assert proc.returncode != 0
     assert message in proc.stderr + proc.stdout
-    assert not (runs / "smoke" / "data" / "summary.json").exists()
+    assert not (runs / "smoke" / "data").exists()  # stopped before writing anything
 
 
 def test_cli_rejects_bad_parameters_before_running(tmp_path, runs):

@@ -29,8 +29,17 @@ def _get(url: str):
         return json.loads(r.read())
 
 
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.mark.slow
-def test_lab_answers_on_localhost_with_this_environment_as_kernel(tmp_path):
+def test_lab_answers_on_localhost_and_stops_with_its_command(tmp_path):
+    """The kernel is this environment; stopping `spaceevo lab` (SIGTERM, as a process manager
+    or this test does) stops the server: the port closes and no JupyterLab process is left."""
+    from conftest import suite_processes
     port, token = _free_port(), "spaceevo-test"
     cli = Path(sys.executable).with_name("spaceevo")
     proc = subprocess.Popen([str(cli), "lab", "--no-browser", "--port", str(port),
@@ -55,12 +64,18 @@ def test_lab_answers_on_localhost_with_this_environment_as_kernel(tmp_path):
         assert "01_data.ipynb" in names
         with urllib.request.urlopen(f"{base}/lab?token={token}", timeout=5) as r:
             assert r.status == 200
+        servers = [p for p, cmd in suite_processes().items()
+                   if "jupyterlab" in cmd and str(port) in cmd]
+        assert servers == [proc.pid]  # JupyterLab is the `spaceevo lab` process itself
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+    assert not _port_open(port)
+    assert not [p for p, cmd in suite_processes().items() if "jupyterlab" in cmd]
 
 
 def test_lab_profile_replaces_only_the_cells_default(monkeypatch):

@@ -75,9 +75,11 @@ def test_a_table_of_the_earlier_protocol_is_refused_and_left_alone(runs, images)
     run = Run("predictor", "smoke")
     old = pd.DataFrame({"key": ["x"], "fp32_min_ms": [1.0], "fp32_median_ms": [1.2]})
     run.save(old, "old")  # no protocol_version: made before visits existed
+    files = sorted(p.name for p in run.path.rglob("*"))
     with pytest.raises(ProtocolMismatch, match="Delete that file"):
         J.run_jobs(_jobs(), images, run, "old", FAST, progress=False)
     assert run.load("old").equals(old)  # nothing half-written
+    assert sorted(p.name for p in run.path.rglob("*")) == files  # and nothing new
 
 
 def test_kept_models_are_timed_again(runs, images):

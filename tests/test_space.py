@@ -343,3 +343,11 @@ def test_missing_reference_file(monkeypatch, tmp_path: Path):
         published_spaces()
     with pytest.raises(FileNotFoundError, match=settings.DATA_ENV):
         published_subnets(tmp_path / "nope")
+
+
+def test_a_space_string_is_read_against_the_hyperspace_it_starts_with():
+    """A hyperspace name holds '-' (onnxw-train): a short string is reported against the name
+    the user typed, not against a piece of it."""
+    with pytest.raises(EncodingError) as err:
+        SpaceChoice.decode("onnxw-train-111")
+    assert "'onnxw-train'" in str(err.value) and "got 'train'" not in str(err.value)

@@ -81,3 +81,17 @@ def test_unknown_chapter_or_profile_is_rejected(runs):
         Run("nope", "smoke")
     with pytest.raises(ValueError, match="unknown profile"):
         Run("data", "fast")
+
+
+def test_a_writer_killed_outright_leaves_its_temporary_file_to_the_next_write(tmp_path):
+    """SIGKILL skips the clean-up of an atomic write; the next write of the same file removes
+    the hidden temporary file (and only that file's)."""
+    from spaceevo_lib._io import write_json
+    stale = tmp_path / ".result.x1y2.part.json"
+    other = tmp_path / ".other.x1y2.part.json"
+    stale.write_text("{")
+    other.write_text("{")
+    write_json(tmp_path / "result.json", {"ok": True})
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.x1y2.part.json",
+                                                          "result.json"]

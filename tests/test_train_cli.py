@@ -67,3 +67,14 @@ def test_the_same_command_runs_under_torchrun(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["epochs"] == 1 and (out / "checkpoint.pt").exists()
     assert proc.stdout.count('"test_top1"') == 1  # rank 0 alone reports and writes
+
+
+def test_messages_name_what_the_user_typed(tmp_path, capsys):
+    """An unknown network lists what a name may be (no Python quoting); an option the user
+    did not type is said to be a default."""
+    assert main(["train", "foo", "--out", str(tmp_path), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "unknown network 'foo'" in err and "'teacher'" in err and '"' not in err
+    assert main(["train", "mobilenet_v3_small", "--out", str(tmp_path), "-o", "epochs", "1"]) == 2
+    assert "'warmup_epochs'" in (err := capsys.readouterr().err) and "its default" in err
+    assert not any(tmp_path.iterdir())

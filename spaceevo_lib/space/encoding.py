@@ -119,11 +119,19 @@ class SpaceChoice:
         layout = "<hyperspace>-<one block digit per stage1..6>-<one window digit per stage>"
         if not isinstance(s, str) or s.count("-") < 2:
             raise EncodingError(f"space string must look like {layout}; got {s!r}")
-        name, blocks, windows = s.rsplit("-", 2)
-        if name not in list_hyperspaces():
+        # the longest hyperspace name the string starts with (names hold '-': onnxw-train)
+        known = sorted(list_hyperspaces(), key=len, reverse=True)
+        name = next((h for h in known if s.startswith(h + "-")), None)
+        if name is None:
+            name = s.rsplit("-", 2)[0]
             raise EncodingError(
                 f"hyperspace: unknown {name!r} in {s!r}; valid: {', '.join(list_hyperspaces())}",
                 "hyperspace")
+        rest = s[len(name) + 1:].split("-")
+        if len(rest) != 2:
+            raise EncodingError(f"space {s!r}: after the hyperspace {name!r} it must go on "
+                                f"-<block digits>-<window digits> ({layout})", "blocks")
+        blocks, windows = rest
         for fname, digits in (("blocks", blocks), ("windows", windows)):
             if not _DIGITS.fullmatch(digits):
                 raise EncodingError(

@@ -54,7 +54,8 @@ class TrainConfig:
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
         need(self.lr > 0, "lr", "> 0")
         need(0 <= self.min_lr <= self.lr, "min_lr", "between 0 and lr")
-        need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "in [0, epochs)")
+        need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs",
+             f"in [0, epochs) with epochs {self.epochs}")
         need(0 <= self.momentum < 1, "momentum", "in [0, 1)")
         need(self.weight_decay >= 0, "weight_decay", ">= 0")
         need(self.quantizer_lr_scale > 0, "quantizer_lr_scale", "> 0")
@@ -80,7 +81,13 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s) {', '.join(map(repr, unknown))}; "
                              f"known: {', '.join(sorted(known))}")
-        return cls(**dict(options))
+        try:
+            return cls(**dict(options))
+        except ValueError as e:  # a default the user did not type clashes with one they did
+            name = str(e).split("'")[1] if "'" in str(e) else ""
+            if name and name not in options:
+                raise ValueError(f"{e} (its default; set it with the other options)") from None
+            raise
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

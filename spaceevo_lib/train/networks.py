@@ -7,7 +7,7 @@ the hyperspace's strides and split stage by stage.
 
 from __future__ import annotations
 
-from ..nn.models import create_model
+from ..nn.models import TORCHVISION_MODELS, create_model
 from ..nn.registry import block_type
 from ..nn.subnet import build_subnet
 from ..space.encoding import SpaceChoice, Subnet, stage_options
@@ -56,6 +56,9 @@ def build_network(name: str, resolution: int, n_classes: int = 10,
     if ":" in name:
         space, subnet = name.split(":", 1)
         return build_subnet(space, subnet, n_classes=n_classes), name
+    if name not in TORCHVISION_MODELS:
+        raise KeyError(f"unknown network {name!r}: 'teacher', '<space>:<subnet>' encodings, or "
+                       f"one of {', '.join(TORCHVISION_MODELS)}")
     stem = 1 if resolution <= 32 else 2
     return (create_model(name, n_classes=n_classes, stem_stride=stem).train(),
             f"{name}/c{n_classes}/s{stem}")
