@@ -29,9 +29,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .._io import stable_hash, write_json
+from .._io import atomic_path, stable_hash, write_json
 from ..space.hyperspace import as_hyperspace
 from ..supernet.quantized import quantize_elastic
+from ..supernet.warmstart import STUDENT_FILE, STUDENT_FORMAT
 from ..train.config import TrainConfig
 from .students import StageStudent, held_out_nsr, initialise_quantizers, train_student
 from .tables import sample_table, write_table
@@ -93,6 +94,7 @@ def run_job(job: tuple[str, int, int], ctx: JobContext) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     h32 = train_student(student, bank32, st.fp32, folder / "fp32.pt", st.recal_images,
                         st.eval_images, st.n_random, "fp32")
+    save_stage_weights(student, folder / STUDENT_FILE)  # what a supernet can start from
     q = quantize_elastic(student)
     initialise_quantizers(q, bank8, st.seed)
     # the quantization step alone, before LSQ+ trains on: the FP32 student's weights with
@@ -124,7 +126,8 @@ def run_job(job: tuple[str, int, int], ctx: JobContext) -> dict:
            "fp32_nsr_max": float(nsr32.valid_nsr_max), "fp32_nsr_min": float(nsr32.valid_nsr_min),
            "ptq_nsr_max": ptq["max"], "ptq_nsr_min": ptq["min"],
            "int8_nsr_max": float(nsr8.valid_nsr_max), "int8_nsr_min": float(nsr8.valid_nsr_min),
-           "train_seconds": t_train, "seconds": time.perf_counter() - t0, "rows": n_rows}
+           "train_seconds": t_train, "seconds": time.perf_counter() - t0, "rows": n_rows,
+           "stage_weights_bytes": (folder / STUDENT_FILE).stat().st_size}
     write_json(done, rec)
     for ck in ("fp32.pt", "int8.pt"):  # resume points only: up to 0.5 GB per large student
         (folder / ck).unlink(missing_ok=True)
@@ -194,8 +197,20 @@ def histories(out: Path) -> pd.DataFrame:
 
 #: what a job computes and records; bumped when that changes, so that a job folder of an
 #: earlier version is not reused (2: records the quantized NSR before LSQ+, ``ptq_nsr_*``;
-#: 3: LSQ+ on PyTorch's fused kernels, whose range includes both end levels)
-JOB_VERSION = 3
+#: 3: LSQ+ on PyTorch's fused kernels, whose range includes both end levels; 4: keeps the FP32
+#: student's stage weights, and its images avoid the training chapters' held-out split)
+JOB_VERSION = 4
+
+
+def save_stage_weights(student, path: Path) -> Path:
+    """The FP32 student's elastic stage (its projections dropped) with what it belongs to: what
+    a supernet's warm start reads (:mod:`spaceevo_lib.supernet.warmstart`)."""
+    state = {"format": STUDENT_FORMAT, "job_version": JOB_VERSION,
+             "hyperspace": student.hyperspace, "stage": student.stage_index,
+             "block": student.block_index, "stage_state": student.stage.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
 
 
 def settings_key(settings: JobSettings) -> dict:

@@ -23,12 +23,12 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ..nn.bn import recalibrate_bn
-from ..quant.lsq import Quantizer
 from ..space.hyperspace import STAGE_NAMES, as_hyperspace
 from ..supernet.elastic import DynamicConv2d, elastic_block
 from ..supernet.network import ElasticStage
+from ..supernet.quantized import initialise_quantizers as init_elastic_quantizers
 from ..train.engine import Trainer, train_loader
-from ..train.sandwich import sandwich_loss
+from ..train.sandwich import sandwich_loss, step_rng
 from .teacher import BlockKDError, FeatureBank, nsr
 
 
@@ -158,31 +158,14 @@ class StageStudent(nn.Module):
 # ----------------------------------------------------------------------------- training
 
 
-@torch.no_grad()
 def initialise_quantizers(student: StageStudent, bank: FeatureBank, seed: int = 0,
                           images: int = 16, max_settings: int = 32) -> int:
-    """Min-max initialise the LSQ+ quantizers of a quantized student before its INT8
-    training: the max setting first (widest ranges), the min one, then random settings until
-    every quantizer has seen data (a conv only some settings use, e.g. a shortcut when the
-    widths differ, would otherwise stay uninitialised). The student runs in training mode, so
-    BN normalises with batch statistics as in every training pass: its running statistics mix
-    the sandwich's settings and, un-recalibrated, blow deep stages up by orders of magnitude,
-    which would set ranges no training recovers from. They are restored afterwards.
-    Returns how many quantizers no setting reached (0 in practice)."""
-    qs = [m for m in student.modules() if isinstance(m, Quantizer)]
-    running = {k: v.clone() for k, v in student.state_dict().items()
-               if k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")}
-    student.train()
-    rng = np.random.default_rng(seed)
-    for i in range(max_settings):
-        if all(bool(q.initialized) for q in qs):
-            break
-        sub = (student.sample_max() if i == 0 else student.sample_min() if i == 1
-               else student.sample_random(rng))
-        student(bank.pair(student.stage_index, sub.resolution, slice(0, images))[0])
-    student.load_state_dict(running, strict=False)
-    student.sample_max()
-    return sum(not bool(q.initialized) for q in qs)
+    """Min-max initialise a quantized student's LSQ+ quantizers on ``images`` of the bank's
+    training images (:func:`spaceevo_lib.supernet.quantized.initialise_quantizers`); returns
+    how many quantizers no setting reached (0 in practice)."""
+    return init_elastic_quantizers(
+        student, lambda sub: bank.pair(student.stage_index, sub.resolution,
+                                       slice(0, images))[0], seed, max_settings)
 
 
 def kd_step(bank: FeatureBank, stage: int, n_random: int = 2):
@@ -190,9 +173,7 @@ def kd_step(bank: FeatureBank, stage: int, n_random: int = 2):
     from the teacher at the pass's resolution (AlphaNet's in-place distillation from the
     teacher, as the reference README runs it)."""
     def step(net, idx, _y, _cfg):
-        # the sandwich's random settings draw from torch's stream (checkpointed: bit-exact
-        # resume), through a numpy generator seeded from it
-        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,))))
+        rng = step_rng()  # (checkpointed with the trainer: bit-exact resume)
 
         def pass_loss(model, _kind, sub: SubStage):
             x, y = bank.pair(stage, sub.resolution, idx)

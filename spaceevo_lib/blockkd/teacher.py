@@ -27,7 +27,7 @@ from torch import fx, nn
 from torch.utils.data import Subset
 
 from ..data.imagenet import load_imagenet
-from ..data.imagenette import load_imagenette, normalize_images
+from ..data.imagenette import load_imagenette, normalize_images, split_train
 from ..nn.subnet import HEAD_CHILDREN
 from ..quant.prepare import trace_network
 from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
@@ -254,29 +254,35 @@ def nsr(student: torch.Tensor, teacher: torch.Tensor, variance: torch.Tensor,
     return (err / (variance + eps)).mean()
 
 
-def split_images(x: np.ndarray, n_train: int, n_held: int, seed: int) -> np.ndarray:
-    """A seeded choice of ``n_train + n_held`` distinct images (training then held-out)."""
-    if n_train + n_held > len(x):
+def split_images(n: int, n_train: int, n_held: int, seed: int, valid_size: int = 0,
+                 valid_seed: int = 0) -> np.ndarray:
+    """Indices of a seeded choice of ``n_train + n_held`` distinct images (training then
+    held-out) among ``n`` training-split images, never one of the ``valid_size`` images that
+    the training chapters hold out for model selection (``split_train(n, valid_size,
+    valid_seed)``): the supernet chapter compares starts on those, so students must not have
+    seen them."""
+    pool = split_train(n, valid_size, valid_seed)[0]
+    if n_train + n_held > len(pool):
         raise BlockKDError(f"asked for {n_train} + {n_held} images; the training split has "
-                           f"{len(x)}")
-    idx = np.random.default_rng(seed).permutation(len(x))[:n_train + n_held]
-    return x[idx]
+                           f"{len(pool)} outside the {valid_size} held-out images")
+    return pool[np.random.default_rng(seed).permutation(len(pool))[:n_train + n_held]]
 
 
 def teacher_images(resolution: int, n_train: int, n_held: int, seed: int,
-                   dataset: str = "imagenette"):
-    """Normalised training-split images: ``n_train`` for the students, then ``n_held`` held
-    out for BN re-calibration and NSR (the test split is never used here). Imagenette: one
-    (N, 3, R, R) tensor; ImageNet (``paper``): a seeded subset of the training ImageFolder
-    read with the evaluation transforms, loaded image by image when used."""
+                   dataset: str = "imagenette", valid_size: int = 0, valid_seed: int = 0):
+    """Normalised training-split images (:func:`split_images`): ``n_train`` for the students,
+    then ``n_held`` held out for BN re-calibration and NSR (the test split is never used here).
+    Imagenette: one (N, 3, R, R) tensor; ImageNet (``paper``): a seeded subset of the training
+    ImageFolder read with the evaluation transforms, loaded image by image when used."""
     if dataset == "imagenet":
         folder = load_imagenet("train", resolution, augment=False)
-        idx = split_images(np.arange(len(folder)), n_train, n_held, seed)
+        idx = split_images(len(folder), n_train, n_held, seed, valid_size, valid_seed)
         return Subset(folder, [int(i) for i in idx])
     if dataset != "imagenette":
         raise ValueError(f"parameter 'dataset' must be imagenette or imagenet; got {dataset!r}")
-    x = split_images(load_imagenette(resolution).x_train, n_train, n_held, seed)
-    return torch.from_numpy(normalize_images(x))
+    x = load_imagenette(resolution).x_train
+    idx = split_images(len(x), n_train, n_held, seed, valid_size, valid_seed)
+    return torch.from_numpy(normalize_images(x[idx]))
 
 
 def split_agreement(teacher, split, x) -> float:

@@ -9,6 +9,8 @@ and what the chapter shows.
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config
-from ..blockkd.jobs import JobContext, JobSettings, job_folder_name, jobs_of, run_jobs
+from ..blockkd.jobs import JobContext, JobSettings, histories, job_folder_name, jobs_of, run_jobs
 from ..blockkd.tables import other_latency, read_tables, table_resolutions
 from ..blockkd.teacher import (BlockKDError, boundary_table, describe_banks, feature_bank,
                                split_agreement, stage_boundaries, take_images, teacher_images)
@@ -143,8 +145,10 @@ def prepare_students(cfg, the_plan: BlockKDPlan) -> Students:
     resolutions = table_resolutions(as_hyperspace(hyperspaces[0]))
     out = Run("blockkd", cfg.profile).path / job_folder_name(the_plan.settings,
                                                               tparams["checkpoints_sha256"])
+    # never the images the training chapters hold out (the INT8 chapter's split)
     images = teacher_images(tparams["resolution"], cfg.train_images,
-                            cfg.recal_images + cfg.eval_images, cfg.seed, cfg.dataset)
+                            cfg.recal_images + cfg.eval_images, cfg.seed, cfg.dataset,
+                            valid_size=tparams["valid_size"], valid_seed=tparams["seed"])
     splits = stage_boundaries(teacher), stage_boundaries(teacher_int8)
     boundary_table(splits[0], hyperspaces, resolutions)  # (refuses other strides)
     banks = tuple(feature_bank(s, images, cfg.train_images, resolutions, cfg.feature_cache)
@@ -165,6 +169,75 @@ def train_students(params: dict, progress: bool = True) -> Path:
     run_jobs(jobs_of(students.hyperspaces), students.context, workers=cfg.workers,
              progress=progress)
     return students.out
+
+
+def run_students(students: Students, workers: int, run) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                  float]:
+    """Every stage student (resumable jobs), their records and curves saved in the run, and
+    the job folder recorded for later chapters; returns (records, history, wall seconds)."""
+    t0 = time.perf_counter()
+    records = run_jobs(jobs_of(students.hyperspaces), students.context, workers=workers,
+                       progress=False)
+    wall = time.perf_counter() - t0
+    history = histories(students.out)
+    run.save(records, "students")
+    run.save(history, "history")
+    run.save({"job_folder": students.out.name, "hyperspaces": students.hyperspaces},
+             "students_folder", "json")
+    return records, history, wall
+
+
+@dataclass(frozen=True)
+class BlockKDResults:
+    """What the chapter left for later chapters (:func:`load_results`): its spaces' scores
+    and the job folder of its stage students and tables."""
+
+    path: Path
+    params: dict
+
+    def scores(self, device: str) -> pd.DataFrame:
+        """The Q-T scores of every space shown for ``device`` (evolved, random, hand-designed,
+        uniform, published)."""
+        path = self.path / f"scores_{device}.parquet"
+        if not path.is_file():
+            raise MissingResultError(f"no {path}: the block-wise chapter designed no space "
+                                     f"for {device} (its 'devices' parameter)")
+        return pd.read_parquet(path)
+
+    def evolved(self, device: str) -> SpaceChoice:
+        """The best evolved space for ``device`` (highest Q-T mean over the noise seeds)."""
+        s = self.scores(device)
+        return SpaceChoice.decode(s[s.kind == "evolved"].sort_values(
+            "qt_mean", ascending=False).encoding.iloc[0])
+
+    def named(self, device: str, name: str) -> SpaceChoice:
+        """A space scored under ``name`` for ``device`` (e.g. ``all MBv3Res``)."""
+        s = self.scores(device)
+        hit = s[s.space == name]
+        if not len(hit):
+            raise MissingResultError(f"the block-wise chapter scored no space {name!r} for "
+                                     f"{device}; it has: {', '.join(s.space)}")
+        return SpaceChoice.decode(hit.encoding.iloc[0])
+
+    @property
+    def job_folder(self) -> Path:
+        """Where the stage students (their FP32 weights) and the own tables are."""
+        info = self.path / "students_folder.json"
+        if not info.is_file():
+            raise MissingResultError(f"no {info}: rerun the block-wise distillation chapter "
+                                     "(it records its job folder since job version 4)")
+        return self.path / json.loads(info.read_text())["job_folder"]
+
+
+def load_results(profile: str, root: Path | None = None) -> BlockKDResults:
+    """This chapter's results at ``profile``, for later chapters. MissingResultError names the
+    chapter to run first."""
+    run = Run("blockkd", profile, root)
+    if not (run.path / "summary.json").is_file():
+        raise MissingResultError(f"the block-wise distillation chapter has not run at "
+                                 f"{profile} (no {run.path / 'summary.json'}): spaceevo "
+                                 f"chapter blockkd -p profile {profile}")
+    return BlockKDResults(run.path, json.loads((run.path / "config.json").read_text())["params"])
 
 
 def mnv3_int8_ms(profile: str, device: str) -> float:

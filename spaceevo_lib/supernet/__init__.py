@@ -4,7 +4,11 @@
 (OFA-style first-N channel slicing, kernel centre crop, sliced BN) and extracts any subnet as
 the static network of :func:`spaceevo_lib.nn.subnet.build_subnet` with its weights copied.
 :mod:`.quantized` puts LSQ+ quantizers on elastic networks (module swapping); :mod:`.check`
-verifies that an extracted subnet computes what the supernet computes for it.
+verifies that an extracted subnet computes what the supernet computes for it;
+:mod:`.training` trains a supernet on the one engine (sandwich, in-place alpha-divergence
+distillation, FP32 then LSQ+); :mod:`.evaluation` measures subnets with inherited weights;
+:mod:`.warmstart` starts its stages from the block-wise students; :mod:`.deploy` turns a
+subnet of the LSQ+ supernet into a deployable learned-scale INT8 network.
 """
 
 from spaceevo_lib.supernet.check import demo_images, extraction_check

@@ -23,7 +23,7 @@ from torch import nn
 from spaceevo_lib.nn.subnet import HEAD_CHILDREN, SubnetModel, as_space, as_subnet, build_subnet
 from spaceevo_lib.space.encoding import SpaceChoice, Subnet, max_subnet, min_subnet, sample_subnet
 from spaceevo_lib.space.hyperspace import STAGE_NAMES
-from spaceevo_lib.supernet.elastic import ElasticBlock, ElasticHead, copy_weights, elastic_block
+from spaceevo_lib.supernet.elastic import _STATIC_OF, ElasticBlock, ElasticHead, elastic_block
 
 
 class ElasticStage(nn.Module):
@@ -139,15 +139,40 @@ class Supernet(nn.Module):
         sub = self.set_active_subnet(previous if subnet is None else subnet)
         try:
             model = build_subnet(self.space, sub, self.n_classes, self.head.dropout.p)
-            cin = 3
-            for name in STAGE_NAMES:
-                stage = self.stages[name]
-                static = [model.first_conv] if name == "first_conv" else list(getattr(model, name))
-                for block, target in zip(stage.blocks[:stage.active_depth], static):
-                    block.copy_active_to(target, cin)
-                    cin = block.active_w
-            copy_weights(self.head.active_ops(cin), [getattr(model, c) for c in HEAD_CHILDREN])
+            for name, op in self.paired_ops(model):
+                op.copy_to(model.get_submodule(name))
         finally:
             if previous is not None:
                 self.set_active_subnet(previous)
         return model.eval()
+
+    def paired_ops(self, model: SubnetModel) -> list[tuple[str, nn.Module]]:
+        """(name in ``model``, elastic op) of every conv, BN and linear layer of the static
+        network of the active subnet, paired in the static blocks' layer order (what
+        :meth:`extract_subnet` copies; a structural mismatch raises)."""
+        pairs: list[tuple[str, nn.Module]] = []
+
+        def pair(ops, prefixes):
+            leaves = [(f"{p}.{n}" if n else p, m) for p in prefixes
+                      for n, m in model.get_submodule(p).named_modules()
+                      if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+            if len(leaves) != len(ops):
+                raise RuntimeError(f"elastic block has {len(ops)} active ops, static {prefixes} "
+                                   f"has {len(leaves)} conv/BN/linear layers")
+            for (leaf_name, leaf), op in zip(leaves, ops):
+                if not any(isinstance(op, d) and isinstance(leaf, s) for d, s in _STATIC_OF):
+                    raise RuntimeError(f"cannot pair {type(op).__name__} with "
+                                       f"{type(leaf).__name__} at {leaf_name}")
+                pairs.append((leaf_name, op))
+
+        cin = 3
+        for name in STAGE_NAMES:
+            stage = self.stages[name]
+            prefixes = (["first_conv"] if name == "first_conv" else
+                        [f"{name}.{i}" for i in range(stage.active_depth)])
+            for block, prefix in zip(stage.blocks[:stage.active_depth], prefixes):
+                block._check_cin(cin)
+                pair(block.active_ops(cin), [prefix])
+                cin = block.active_w
+        pair(self.head.active_ops(cin), list(HEAD_CHILDREN))
+        return pairs

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quant.lsq import ActQuantizer, WeightQuantizer
-from .elastic import DynamicConv2d
+from ..quant.lsq import ActQuantizer, Quantizer, WeightQuantizer
+from .elastic import DynamicConv2d, DynamicLinear
 
 
 class QDynamicConv2d(DynamicConv2d):
@@ -64,15 +65,66 @@ class QDynamicConv2d(DynamicConv2d):
                         groups=cin if self.depthwise else 1)
 
 
+class QDynamicLinear(DynamicLinear):
+    """DynamicLinear (a supernet's classifier) with LSQ+ fake quantization of its input and its
+    active weight, as the reference quantizes every linear layer."""
+
+    @classmethod
+    def from_dynamic(cls, lin: DynamicLinear) -> "QDynamicLinear":
+        q = cls(lin.in_features, lin.out_features, lin.bias is not None)
+        q.load_state_dict(lin.state_dict())
+        q.input_quantizer = ActQuantizer()
+        q.weight_quantizer = WeightQuantizer(1, per_channel=False)
+        return q.train(lin.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N)
+        n = x.shape[-1]
+        if n > self.in_features:
+            raise ValueError(f"input has {n} features; this layer holds {self.in_features}")
+        return F.linear(self.input_quantizer(x), self.weight_quantizer(self.weight[:, :n]),
+                        self.bias)
+
+
 def quantize_elastic(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every DynamicConv2d swapped for a QDynamicConv2d (same
-    weights; quantizers initialise on the first training-mode forward)."""
+    """A copy of ``model`` with every DynamicConv2d and DynamicLinear swapped for its LSQ+
+    version (same weights; quantizers initialise on the first training-mode forward)."""
     model = copy.deepcopy(model)
-    swaps = [(name, m) for name, m in model.named_modules() if type(m) is DynamicConv2d]
+    kinds = {DynamicConv2d: QDynamicConv2d, DynamicLinear: QDynamicLinear}
+    swaps = [(name, m) for name, m in model.named_modules() if type(m) in kinds]
     for name, m in swaps:
         parent, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, attr,
-                QDynamicConv2d.from_dynamic(m))
+                kinds[type(m)].from_dynamic(m))
     if not swaps:
-        raise ValueError("quantize_elastic: the model has no DynamicConv2d to quantize")
+        raise ValueError("quantize_elastic: the model has no elastic conv or linear layer")
     return model
+
+
+@torch.no_grad()
+def initialise_quantizers(model: nn.Module, inputs_for, seed: int = 0,
+                          max_settings: int = 32) -> int:
+    """Min-max initialise every LSQ+ quantizer of an elastic ``model`` (a quantized supernet or
+    stage student: ``sample_max``/``sample_min``/``sample_random``) before its INT8 training:
+    the max setting first (widest ranges), the min one, then random settings until every
+    quantizer has seen data (a conv only some settings use, e.g. a shortcut when widths
+    differ, would otherwise stay uninitialised and stop the first evaluation that uses it).
+    ``inputs_for(setting)`` gives the batch a setting runs on. The model runs in training mode
+    (BN on batch statistics, as in every training pass); its running statistics, which
+    these passes would mix across settings, are restored afterwards. Returns how many
+    quantizers no setting reached."""
+    qs = [m for m in model.modules() if isinstance(m, Quantizer)]
+    running = {k: v.clone() for k, v in model.state_dict().items()
+               if k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")}
+    was = model.training
+    model.train()
+    rng = np.random.default_rng(seed)
+    for i in range(max_settings):
+        if all(bool(q.initialized) for q in qs):
+            break
+        setting = (model.sample_max() if i == 0 else model.sample_min() if i == 1
+                   else model.sample_random(rng))
+        model(inputs_for(setting))
+    model.load_state_dict(running, strict=False)
+    model.sample_max()
+    model.train(was)
+    return sum(not bool(q.initialized) for q in qs)

@@ -11,6 +11,7 @@ every epoch, and only rank 0 writes checkpoints.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -127,11 +128,13 @@ def evaluate(model: nn.Module, loader, n_classes: int | None = None) -> dict:
     """Top-1, top-5 (when there are >= 5 classes), mean loss and per-class top-1 (%)."""
     was = model.training
     model.eval()
+    device = model_device(model)
     correct1 = correct5 = total = 0
     loss_sum = 0.0
     per_hit: dict[int, int] = {}
     per_n: dict[int, int] = {}
     for x, y in loader:
+        x, y = x.to(device), y.to(device)
         logits = model(x)
         loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -160,6 +163,63 @@ def process_group():
 def rank() -> int:
     d = process_group()
     return d.get_rank() if d else 0
+
+
+def default_device() -> torch.device:
+    """Where a run trains: ``cuda:LOCAL_RANK`` when CUDA is there (one GPU per torchrun
+    process), else the CPU. The one device setting the trainer passes along."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def average_gradients(model: nn.Module) -> None:
+    """Average the gradients of ``model`` over the processes of a torchrun job (one collective
+    on a flat buffer), for steps that run several forward passes before one backward, which
+    DistributedDataParallel's reducer does not allow. Every process must have trained the same
+    parameters in this step (the same subnets); that is checked."""
+    d = process_group()
+    if d is None or d.get_world_size() == 1:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    count = torch.tensor([float(len(grads))], device=model_device(model))
+    d.all_reduce(count, op=d.ReduceOp.MAX)
+    if int(count.item()) != len(grads):
+        raise RuntimeError("processes trained different parameters in one step: they must "
+                           "sample the same subnets (the sampler draws from torch's seeded "
+                           "stream)")
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    d.all_reduce(flat)
+    flat /= d.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BN running statistics) on every process, as DistributedDataParallel
+    keeps them, for runs that average gradients themselves (:func:`average_gradients`)."""
+    d = process_group()
+    if d is None or d.get_world_size() == 1:
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for b in model.buffers():
+        by_dtype.setdefault(b.dtype, []).append(b)
+    for bufs in by_dtype.values():  # one collective per dtype
+        flat = torch.cat([b.reshape(-1) for b in bufs])
+        d.broadcast(flat, src=0)
+        offset = 0
+        for b in bufs:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
 
 
 def train_loader(dataset, batch_size: int, seed: int, num_workers: int = 0):
@@ -194,15 +254,27 @@ class Trainer:
     evaluator: Evaluator | None = None  # default: top-1 and loss (:func:`evaluate`)
     progress: bool = True
     history: list = field(default_factory=list)
+    device: torch.device | str | None = None  # default: :func:`default_device`
+    #: False for steps with several forward passes per backward (the supernet's sandwich):
+    #: under torchrun the gradients are then averaged by :func:`average_gradients` instead of
+    #: DistributedDataParallel
+    ddp: bool = True
 
     def __post_init__(self) -> None:
+        self.device = torch.device(self.device) if self.device is not None else default_device()
+        self.model.to(self.device)
         if self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.net = self.model
         d = process_group()
+        self._average = False
         if d is not None and d.get_world_size() > 1:
-            self.net = nn.parallel.DistributedDataParallel(self.model,
-                                                           find_unused_parameters=True)
+            if self.ddp:
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self.net = nn.parallel.DistributedDataParallel(
+                    self.model, device_ids=ids, find_unused_parameters=True)
+            else:
+                self._average = True
         self.optimizer = make_optimizer(self.model, self.cfg)
         self.steps_per_epoch = len(self.loaders["train"])
         self.total_steps = self.cfg.epochs * self.steps_per_epoch
@@ -258,6 +330,7 @@ class Trainer:
                    disable=not self.progress or rank() != 0)
         lr = self.cfg.lr
         for x, y in bar:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.cfg.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = self._set_lr()
@@ -266,11 +339,15 @@ class Trainer:
                 extra_sum[k] = extra_sum.get(k, 0.0) + float(v) * len(y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self._average:
+                average_gradients(self.model)
             if self.cfg.grad_clip_value is not None:
                 nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.grad_clip_value)
             if self.cfg.grad_clip_norm is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
             self.optimizer.step()
+            if self._average:
+                broadcast_buffers(self.model)
             self.global_step += 1
             loss_sum += float(loss.detach()) * len(y)
             if logits is not None:

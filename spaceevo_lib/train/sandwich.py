@@ -27,6 +27,14 @@ class Elastic(Protocol):
     def sample_random(self, rng: np.random.Generator): ...
 
 
+def step_rng() -> np.random.Generator:
+    """The generator one training step samples its settings from, seeded from torch's global
+    stream: the trainer checkpoints that stream (so a resumed run samples what an uninterrupted
+    one samples), and processes of one torchrun job draw the same values from it (so every
+    rank trains the same settings)."""
+    return np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,))))
+
+
 def sandwich_settings(model: Elastic, rng: np.random.Generator, n_random: int = 2):
     """Activate max, min and ``n_random`` random settings in turn, yielding (kind, setting)
     while each is active."""
