@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LAB_PROFILE ?= smoke
 
-.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor bench-int8 bench-blockkd
+.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor bench-int8 bench-blockkd bench-supernet
 
 venv: $(VENV)/.installed
 
@@ -58,3 +58,6 @@ bench-int8: venv
 
 bench-blockkd: venv
 	$(BIN)/python tests/benchmarks/bench_blockkd.py
+
+bench-supernet: venv
+	$(BIN)/python tests/benchmarks/bench_supernet.py

@@ -9,6 +9,8 @@
                                                under torchrun; see spaceevo_lib.train.run)
     spaceevo blockkd-students -p profile paper  the block-wise distillation chapter's
                                                students (under torchrun: shared by rank)
+    spaceevo supernet-train -p profile paper   the supernet chapter's supernets (under
+                                               torchrun: data-parallel)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .config import PROFILES, ParameterError, chapters, check_profile, get_chapt
 from .data.errors import DataError
 from .data.fetch import fetch
 from .settings import PROFILE_ENV, project_root, runs_dir
+from .store import MissingResultError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                        "stage students outside the notebook (torchrun shares them by rank)")
     k.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter of the chapter, as for 'spaceevo chapter blockkd'")
+    s = sub.add_parser("supernet-train", help="train the supernet chapter's supernets outside "
+                       "the notebook (torchrun: data-parallel, gradients averaged)")
+    s.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter of the chapter, as for 'spaceevo chapter supernet'")
     args = ap.parse_args(argv)
 
     try:
@@ -80,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
             from .chapters.blockkd import train_students  # heavy: imports torch
             out = train_students({k: parse_cli_value(v) for k, v in args.p})
             print(f"[spaceevo] stage students: {out}")
+        elif args.cmd == "supernet-train":
+            from .chapters.supernet import train_supernets  # heavy: imports torch
+            out = train_supernets({k: parse_cli_value(v) for k, v in args.p})
+            print(f"[spaceevo] supernets: {out}")
         elif args.cmd == "params":
             _print_params(args.name)
         else:
             fetch(args.name)
-    except (ParameterError, DataError, book.ChapterFailed) as e:
+    except (ParameterError, DataError, MissingResultError, book.ChapterFailed) as e:
         print(f"spaceevo: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -46,8 +46,9 @@ from .settings import project_root, runs_dir
 
 SUMMARY_FIELDS = ("name", "value", "unit", "paper")
 #: Optional record fields: ``artifact``, the file a record was measured on, relative to the
-#: run folder (every deployed model file's accuracy and latency records name it).
-OPTIONAL_FIELDS = ("artifact",)
+#: run folder (every deployed model file's accuracy and latency records name it);
+#: ``encoding``, the space a record is about, where its name carries a short label.
+OPTIONAL_FIELDS = ("artifact", "encoding")
 _KINDS = {"parquet": ".parquet", "csv": ".csv", "json": ".json", "torch": ".pt"}
 _RECORDED_PACKAGES = ("numpy", "pandas", "torch", "torchvision", "onnx", "onnxruntime",
                       "tensorflow-cpu", "ai-edge-litert", "scikit-learn", "papermill",

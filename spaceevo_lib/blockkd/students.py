@@ -56,6 +56,15 @@ def _fmt(e: float | None) -> str:
     return str(int(e)) if float(e).is_integer() else str(e)
 
 
+def parse_arch(arch: str) -> tuple[tuple[int, int, float | None], ...]:
+    """The blocks of a tables' ``k#w#e_...`` string (the inverse of :attr:`SubStage.arch`)."""
+    out = []
+    for part in arch.split("_"):
+        k, w, e = part.split("#")
+        out.append((int(k), int(w), None if float(e) == 0 else float(e)))
+    return tuple(out)
+
+
 class StageStudent(nn.Module):
     """The elastic stage ``stage`` (1..6) of block ``block`` in ``hyperspace``, projected from
     and to the teacher's widths. ``resolutions``: the network input sizes it is trained and

@@ -34,7 +34,11 @@ SESSIONS = (
     {"session": 6, "title": "Designing a space for your hardware",
      "objectives": "distil stage students block by block in INT8; build lookup tables; "
                    "evolve a space per device and compare it with hand-designed ones",
-     "chapters": ("blockkd", "scorecard"), "exercises": ("ex-kd-table", "ex-kd-limits")},
+     "chapters": ("blockkd",), "exercises": ("ex-kd-table", "ex-kd-limits")},
+    {"session": 7, "title": "One supernet, every subnet in INT8",
+     "objectives": "train a weight-sharing supernet with the sandwich rule in FP32 and LSQ+; "
+                   "judge Figure 1, the proxy and weight sharing by stated rules and intervals",
+     "chapters": ("supernet", "scorecard"), "exercises": ("ex-sn-epochs", "ex-sn-window")},
 )
 
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._io import file_hash
 from ..export.metadata import read_preprocessing
 from ..latency.protocol import Protocol
-from ..quant.deploy import ROUTES, deploy, evaluate_file, time_deployed
+from ..quant.deploy import ROUTES, deploy, evaluate_file, timed_files
 from ..quant.prepare import quantize_model
 from ..store import MissingResultError, Run, record
 from ..train.config import TrainConfig
@@ -93,17 +92,9 @@ def latency_table(files: dict[str, list], data: TrainingData, protocol, seed: in
     with like. With ``run``, the table is stored there and reused while every file's content
     (sha256), the protocol and the seed are unchanged: a rebuild re-times nothing."""
     flat = [(net, d) for net, ds in files.items() for d in ds]
-
-    def measure() -> pd.DataFrame:
-        recs = time_deployed([d for _, d in flat], data.calibration, protocol, seed, progress)
-        return pd.DataFrame(recs).assign(network=[net for net, _ in flat])
-
-    if run is None:
-        return measure()
-    key = {"files": [[Path(p).name, file_hash(p)] for _, d in flat
-                     for p in (d.fp32_path, d.int8_path)],
-           "protocol": protocol.as_dict(), "seed": seed}
-    return run.cached("deployed_latency", measure, key=key)
+    table = timed_files([d for _, d in flat], data.calibration, protocol, seed, run,
+                        progress=progress)
+    return table.assign(network=[net for net, _ in flat])
 
 
 def results_table(acc: pd.DataFrame, lat: pd.DataFrame) -> pd.DataFrame:

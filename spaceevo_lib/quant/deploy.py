@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
-from .._io import atomic_path
+from .._io import atomic_path, file_hash
 from ..export.metadata import (Preprocessing, read_preprocessing, write_onnx_metadata,
                                write_tflite_metadata)
 from ..export.tflite import TFLiteRunner
@@ -171,3 +172,21 @@ def time_deployed(files: Sequence[Deployed], images_nchw: np.ndarray, protocol, 
                                               "fp32_max_abs_err"), float("nan"))})
     records, _ = time_jobs(jobs, infos, images_nchw, protocol, seed, progress)
     return records
+
+
+def timed_files(files: Sequence[Deployed], images_nchw: np.ndarray, protocol, seed: int = 0,
+                run=None, name: str = "deployed_latency", progress: bool = False):
+    """:func:`time_deployed` as a table, one row per file pair. With ``run``, the table is
+    stored there under ``name`` and reused while every file's content (sha256), the protocol
+    and the seed are unchanged: a rebuild re-times nothing."""
+    files = list(files)
+
+    def measure() -> pd.DataFrame:
+        return pd.DataFrame(time_deployed(files, images_nchw, protocol, seed, progress))
+
+    if run is None:
+        return measure()
+    key = {"files": [[Path(p).name, file_hash(p)] for d in files
+                     for p in (d.fp32_path, d.int8_path)],
+           "protocol": protocol.as_dict(), "seed": seed}
+    return run.cached(name, measure, key=key)

@@ -16,7 +16,7 @@ PIPELINE = (
     ("Q-T score + aging evolution over spaces", "qt"),
     ("INT8 training (LSQ+) and deployment", "int8"),
     ("block-wise INT8 distillation -> own lookup tables", "blockkd"),
-    ("quantized-for-all supernet", None),
+    ("quantized-for-all supernet", "supernet"),
     ("SEQnet search, Table 1, Figure 1", None),
 )
 
