@@ -141,6 +141,17 @@ def test_the_lsq_stage_starts_from_fp32_weights_and_quantizes_every_conv_and_lin
         load_supernet(SPACE, tmp_path / "fp32.pt", "fp32", finished_epochs=3)
 
 
+def test_an_int8_stage_needs_the_quantized_copy_of_fp32_weights(tmp_path):
+    cfg = _cfg()
+    torch.manual_seed(0)
+    fp32 = Supernet(SPACE, n_classes=10)
+    with pytest.raises(ValueError, match="has no quantizers"):
+        train_supernet(fp32, cfg, _loaders(cfg), tmp_path / "lsq.pt", phase="lsq")
+    with pytest.raises(ValueError, match="phase 'lsq'"):
+        train_supernet(quantize_supernet(fp32), cfg, _loaders(cfg), tmp_path / "x.pt")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..quant.lsq import Quantizer
 from ..space.encoding import SpaceChoice
 from ..train.distill import adaptive_alpha_loss
 from ..train.engine import CheckpointError, Trainer, load_checkpoint
@@ -81,7 +82,16 @@ def train_supernet(supernet: Supernet, cfg, loaders: dict, checkpoint: Path | No
                    evaluator=None, progress: bool = False, stop_after: int | None = None,
                    device=None) -> pd.DataFrame:
     """Train ``supernet`` (FP32, or its :func:`quantize_supernet` copy for ``lsq``) for
-    ``cfg.epochs``, resuming from ``checkpoint``; returns the per-epoch metrics."""
+    ``cfg.epochs``, resuming from ``checkpoint``; returns the per-epoch metrics. A phase that
+    does not match the network (LSQ+ training of an FP32 supernet, or the reverse) stops
+    before any step."""
+    quantized = any(isinstance(m, Quantizer) for m in supernet.modules())
+    if phase == "lsq" and not quantized:
+        raise ValueError("the LSQ+ stage trains the quantize_supernet() copy of a trained FP32 "
+                         "supernet (load_supernet(space, fp32 checkpoint, 'fp32', "
+                         "finished_epochs=N) first); this supernet has no quantizers")
+    if phase == "fp32" and quantized:
+        raise ValueError("an LSQ+ supernet trains in phase 'lsq', not 'fp32'")
     trainer = Trainer(supernet, cfg, loaders, arch=supernet_arch(supernet.space, phase),
                       step=supernet_step(n_random, dropout), checkpoint=checkpoint,
                       evaluator=evaluator, progress=progress, device=device, ddp=False)

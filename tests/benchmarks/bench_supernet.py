@@ -83,11 +83,18 @@ def main() -> int:
                     "needs; default: a temporary one")
     ap.add_argument("--minutes", type=float, default=5.0,
                     help="minutes per setting of the 1-vs-2 random nets comparison (0: skip)")
+    ap.add_argument("--sandwich-only", action="store_true",
+                    help="only the 1-vs-2 comparison, on the block-wise chapter's spaces of an "
+                    "existing --runs-dir (the chapter is not rerun)")
     args = ap.parse_args()
     pd.set_option("display.width", 200)
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench-supernet-"))
     ok = True
     for profile in args.profiles.split(","):
+        if args.sandwich_only:
+            print(f"1 vs 2 random subnets per sandwich, {args.minutes} minutes each:")
+            print(sandwich_at_equal_minutes(profile, runs, args.minutes).to_string(index=False))
+            continue
         for need in NEEDS:
             if not (runs / profile / need / "summary.json").is_file():
                 print(f"making the {need} chapter at {profile} first (untimed) ...", flush=True)
