@@ -8,6 +8,12 @@ a different window. A child already in the history is skipped (not re-scored); a
 scored, appended, and the oldest individual dies. The run stops at ``max_evaluated`` scored
 spaces (initial population included). Only :class:`SpaceChoice` values and a score
 function are involved: no network is built.
+
+The pieces both of the study's searches share (the space search here and the subnet search of
+:mod:`spaceevo_lib.search.subnets`) live here too: :class:`History` (every scored candidate in
+order, what was seen, the best so far), :func:`checked_score`, and the selections
+(:func:`tournament`, :func:`fittest`), all drawing from one ``np.random.Generator`` so that a
+seed fixes a run bit for bit.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +34,64 @@ if TYPE_CHECKING:
 HISTORY_COLUMNS: tuple[str, ...] = (
     "order", "encoding", "score", "origin", "parent", "evaluated",
     "population_size", "population_best", "population_mean", "best_so_far")
+
+
+class History:
+    """Every scored candidate of one search, in order: its record (``order``, ``encoding``,
+    ``score``, ``origin``, ``parent``, ``evaluated``, the population's size, best and mean
+    after it joined, ``best_so_far``, and whatever else the search adds), and the set of
+    encodings seen, so that no candidate is scored twice."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+        self.seen: set[str] = set()
+        self.best = -math.inf
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __contains__(self, encoding: str) -> bool:
+        return encoding in self.seen
+
+    def add(self, encoding: str, score: float, origin: str, parent: str | None,
+            population: Sequence[float], **extra) -> None:
+        """Record ``encoding`` scored ``score``; ``population`` is the scores of the
+        population it now belongs to."""
+        self.seen.add(encoding)
+        self.best = max(self.best, score)
+        scores = np.fromiter(population, dtype=np.float64, count=len(population))
+        self.records.append({
+            "order": len(self.records), "encoding": encoding, "score": score, "origin": origin,
+            "parent": parent, "evaluated": len(self.records) + 1,
+            "population_size": len(scores), "population_best": float(scores.max()),
+            "population_mean": float(scores.mean()), "best_so_far": self.best, **extra})
+
+    def frame(self, extra_columns: Sequence[str] = ()) -> pd.DataFrame:
+        return pd.DataFrame.from_records(self.records,
+                                         columns=[*HISTORY_COLUMNS, *extra_columns])
+
+
+def checked_score(score_fn: Callable, candidate) -> float:
+    """``score_fn(candidate)`` as a float; a NaN score stops the search (it would rank
+    arbitrarily)."""
+    score = float(score_fn(candidate))
+    if math.isnan(score):
+        raise ValueError(f"score_fn returned NaN for {candidate.encode()}")
+    return score
+
+
+def tournament(scores: Sequence[float], rng: np.random.Generator, size: int) -> int:
+    """Index of the best of ``size`` members drawn without replacement (the aging
+    evolution's parent; the first drawn wins a tie)."""
+    idx = rng.choice(len(scores), size=size, replace=False)
+    return int(idx[int(np.argmax([scores[int(i)] for i in idx]))])
+
+
+def fittest(scores: Sequence[float], n: int) -> list[int]:
+    """Indices of the ``n`` best members, best first (earlier members win ties): the
+    subnet search's parents."""
+    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64),
+                                       kind="stable")[:n]]
 
 
 @dataclass(frozen=True)
@@ -181,57 +245,44 @@ def aging_evolution(hyperspace: Hyperspace | str, score_fn: Callable[[SpaceChoic
     rng = np.random.default_rng(cfg.seed)
     limit = min(cfg.max_evaluated, count_spaces(hs))
 
-    records: list[dict] = []
-    seen: set[SpaceChoice] = set()
+    history = History()
     pop: deque[tuple[SpaceChoice, float]] = deque()
-    best = -math.inf
 
     def add(sp: SpaceChoice, origin: str, parent: str | None) -> None:
-        nonlocal best
-        score = float(score_fn(sp))
-        if math.isnan(score):
-            raise ValueError(f"score_fn returned NaN for {sp.encode()}")
-        seen.add(sp)
+        score = checked_score(score_fn, sp)
         pop.append((sp, score))
         if len(pop) > cfg.population:
             pop.popleft()
-        scores = np.fromiter((s for _, s in pop), dtype=np.float64, count=len(pop))
-        best = max(best, score)
-        records.append({"order": len(records), "encoding": sp.encode(), "score": score,
-                        "origin": origin, "parent": parent, "evaluated": len(records) + 1,
-                        "population_size": len(pop), "population_best": float(scores.max()),
-                        "population_mean": float(scores.mean()), "best_so_far": best})
+        history.add(sp.encode(), score, origin, parent, [s for _, s in pop])
 
     # initial population: uniform spaces, then random ones (distinct) up to `population`
     if cfg.include_uniform_init:
         for sp in uniform_spaces(hs):
-            if len(pop) >= cfg.population or len(records) >= limit:
+            if len(pop) >= cfg.population or len(history) >= limit:
                 break
             add(sp, "uniform", None)
     n_init_space = (count_spaces(hs) if cfg.hard_coded_init_blocks is None
                     else math.prod(hs.window_counts))
     tries = n_random = 0
-    while len(pop) < cfg.population and len(records) < limit:
+    while len(pop) < cfg.population and len(history) < limit:
         sp = random_space(hs, rng, cfg.hard_coded_init_blocks)
         tries += 1
-        if sp not in seen:
+        if sp.encode() not in history:
             add(sp, "random", None)
             n_random += 1
         elif tries > 100 * cfg.population or n_random >= n_init_space:
             break  # the (quirk-restricted) initial space is exhausted
 
     stale = 0
-    while len(records) < limit:
+    while len(history) < limit:
         if len(pop) < cfg.sample_size:
             stop = "population smaller than sample_size"
             break
-        idx = rng.choice(len(pop), size=cfg.sample_size, replace=False)
-        cand = [pop[int(i)] for i in idx]
-        parent = cand[int(np.argmax([s for _, s in cand]))][0]
+        parent = pop[tournament([s for _, s in pop], rng, cfg.sample_size)][0]
         new = 0
         for origin, mutate in (("block", mutate_block), ("window", mutate_window)):
             child = mutate(parent, rng)
-            if child is None or child in seen or len(records) >= limit:
+            if child is None or child.encode() in history or len(history) >= limit:
                 continue
             add(child, origin, parent.encode())
             new += 1
@@ -240,8 +291,8 @@ def aging_evolution(hyperspace: Hyperspace | str, score_fn: Callable[[SpaceChoic
             stop = f"no new space in {stale} cycles"
             break
     else:
-        stop = ("max_evaluated" if len(records) >= cfg.max_evaluated
+        stop = ("max_evaluated" if len(history) >= cfg.max_evaluated
                 else "every space of the hyperspace evaluated")
 
-    history = pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS))
-    return EvolutionResult(hs.name, cfg, history, tuple(sp.encode() for sp, _ in pop), stop)
+    return EvolutionResult(hs.name, cfg, history.frame(), tuple(sp.encode() for sp, _ in pop),
+                           stop)

@@ -7,8 +7,9 @@ Paper-notes §2 (hyperspaces, elastic stages, width windows), §6 (published spa
 """
 
 from spaceevo_lib.space.encoding import (EncodingError, SpaceChoice, StageOptions, Subnet, as_space,
-                                         as_subnet, count_spaces, count_subnets, max_subnet,
-                                         min_subnet, published_spaces, published_subnets,
+                                         as_subnet, count_spaces, count_subnets,
+                                         crossover_subnets, max_subnet, min_subnet,
+                                         mutate_subnet, published_spaces, published_subnets,
                                          random_space, sample_subnet, stage_options)
 from spaceevo_lib.space.hyperspace import (HEAD_PARTS, SEARCHABLE_STAGES, STAGE_NAMES, BlockSpec,
                                            HeadSpec, Hyperspace, StageSpec, as_hyperspace,
@@ -19,9 +20,9 @@ __all__ = [
     "HEAD_PARTS", "SEARCHABLE_STAGES", "STAGE_NAMES",
     "BlockSpec", "EncodingError", "HeadSpec", "Hyperspace", "SpaceChoice", "StageOptions",
     "StageSpec", "Subnet",
-    "as_hyperspace", "as_space", "as_subnet", "count_spaces", "count_subnets", "get_hyperspace",
-    "list_hyperspaces",
-    "max_subnet", "min_subnet", "published_spaces", "published_subnets",
+    "as_hyperspace", "as_space", "as_subnet", "count_spaces", "count_subnets",
+    "crossover_subnets", "get_hyperspace", "list_hyperspaces",
+    "max_subnet", "min_subnet", "mutate_subnet", "published_spaces", "published_subnets",
     "random_space", "register_hyperspace", "sample_subnet", "scale_resolutions",
     "scale_widths", "scaled_hyperspace", "stage_options",
 ]

@@ -408,6 +408,66 @@ def sample_subnet(hyperspace: Hyperspace | str, space: SpaceChoice | str,
     return Subnet(tuple(d), tuple(k), tuple(w), tuple(e), int(res))
 
 
+# ----------------------------------------------------------------------------- search moves
+
+
+def _padded(subnet: Subnet, options: Sequence[StageOptions]) -> list[list[tuple]]:
+    """Per stage, (kernel, width, expand) for every block up to the stage's largest depth:
+    the supernet's view, where blocks past the active depth keep settings (here the last
+    active block's), so that a mutation or crossover that deepens a stage has values."""
+    out = []
+    for opt, blocks in zip(options, subnet.stage_blocks().values()):
+        out.append(list(blocks) + [blocks[-1]] * (max(opt.depths) - len(blocks)))
+    return out
+
+
+def _from_padded(depths: Sequence[int], padded: Sequence[Sequence[tuple]],
+                 resolution: int) -> Subnet:
+    flat = [blk for d, stage in zip(depths, padded) for blk in stage[:d]]
+    return Subnet(tuple(depths), tuple(k for k, _, _ in flat), tuple(w for _, w, _ in flat),
+                  tuple(e for _, _, e in flat), resolution)
+
+
+def mutate_subnet(space: SpaceChoice | str, subnet: Subnet | str, rng: np.random.Generator,
+                  prob: float = 0.3, resolution_prob: float = 0.5,
+                  resolutions: Sequence[int] | None = None) -> Subnet:
+    """The subnet search's mutation (paper-notes §8): every depth, and every kernel, width
+    and expand of every block position up to the stage's largest depth, is redrawn from the
+    space's options with probability ``prob``; the resolution with ``resolution_prob`` from
+    ``resolutions`` (default: the hyperspace's ``sample_resolutions``). The child is a subnet
+    of ``space`` whenever the parent is; it may equal the parent."""
+    sp = as_space(space)
+    options = stage_options(sp)
+    parent = as_subnet(subnet).validate(sp.hyperspace, sp)
+
+    def maybe(value, choices):
+        return choices[int(rng.integers(len(choices)))] if rng.random() < prob else value
+
+    depths, padded = [], []
+    for opt, d, blocks in zip(options, parent.depths, _padded(parent, options)):
+        depths.append(maybe(d, opt.depths))
+        padded.append([(maybe(k, opt.kernels), maybe(w, opt.widths), maybe(e, opt.expands))
+                       for k, w, e in blocks])
+    res = tuple(resolutions) if resolutions is not None else sp.spec.sample_resolutions
+    r = (res[int(rng.integers(len(res)))] if rng.random() < resolution_prob
+         else parent.resolution)
+    return _from_padded(depths, padded, int(r))
+
+
+def crossover_subnets(space: SpaceChoice | str, a: Subnet | str, b: Subnet | str,
+                      rng: np.random.Generator) -> Subnet:
+    """The subnet search's crossover (paper-notes §8): the depths and the resolution of one
+    parent (drawn), and each block position's (kernel, width, expand) from either parent
+    (drawn per block). A subnet of ``space`` whenever both parents are."""
+    sp = as_space(space)
+    options = stage_options(sp)
+    pa, pb = (as_subnet(x).validate(sp.hyperspace, sp) for x in (a, b))
+    base = pa if rng.random() < 0.5 else pb
+    padded = [[ba if rng.random() < 0.5 else bb for ba, bb in zip(sa, sb)]
+              for sa, sb in zip(_padded(pa, options), _padded(pb, options))]
+    return _from_padded(base.depths, padded, base.resolution)
+
+
 def _check_pair(hs: Hyperspace, sp: SpaceChoice) -> None:
     if sp.hyperspace != hs.name:
         raise EncodingError(f"space {sp.encode()!r} is not in hyperspace {hs.name!r}")
