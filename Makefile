@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 LAB_PROFILE ?= smoke
 
-.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor bench-int8 bench-blockkd bench-supernet
+.PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor bench-int8 bench-blockkd bench-supernet bench-search
 
 venv: $(VENV)/.installed
 
@@ -61,3 +61,6 @@ bench-blockkd: venv
 
 bench-supernet: venv
 	$(BIN)/python tests/benchmarks/bench_supernet.py
+
+bench-search: venv
+	$(BIN)/python tests/benchmarks/bench_search.py

@@ -183,7 +183,7 @@ def check_record(r: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"summary {r['name']!r}: {f} must be a number, string or null")
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"summary {r['name']!r}: {f} is not finite ({v})")
-    if out["value"] is None:
+    if out["value"] is None and out["unit"] != "verdict":  # (a verdict may be "not tested")
         raise ValueError(f"summary {r['name']!r}: value is missing")
     return out
 

@@ -159,6 +159,23 @@ def test_the_search_beats_random_sampling_at_equal_evaluations():
     assert np.mean(gains) > 0
 
 
+def test_a_window_near_the_largest_subnet_fills_from_it():
+    big = max_subnet(HS, SPACE)
+    top = float(toy_latency([big])[0])
+    window = (0.8 * top, top)  # uniform draws almost never reach it
+    cfg = SubnetSearchConfig(population=6, generations=1, parents=3, mutations=2,
+                             crossovers=2, max_tries=300)
+    r32 = (big.resolution,)
+    with pytest.raises(NoValidSubnetError):
+        subnet_search(SPACE, toy_fitness, toy_latency, window, cfg, resolutions=r32)
+    res = subnet_search(SPACE, toy_fitness, toy_latency, window, cfg, resolutions=r32,
+                        start_with=[min_subnet(HS, SPACE), big])
+    h = res.history
+    assert h.origin.iloc[0] == "given" and h.encoding.iloc[0] == big.encode()
+    assert (h.generation == 0).sum() >= 2 and h.encoding.is_unique
+    assert ((h.latency_ms >= window[0]) & (h.latency_ms <= window[1])).all()
+
+
 def test_windows_no_subnet_meets_and_bad_settings():
     fast = float(toy_latency([min_subnet(HS, SPACE)])[0])
     cfg = SubnetSearchConfig(population=4, generations=1, parents=2, mutations=1,

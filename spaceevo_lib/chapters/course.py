@@ -38,7 +38,11 @@ SESSIONS = (
     {"session": 7, "title": "One supernet, every subnet in INT8",
      "objectives": "train a weight-sharing supernet with the sandwich rule in FP32 and LSQ+; "
                    "judge Figure 1, the proxy and weight sharing by stated rules and intervals",
-     "chapters": ("supernet", "scorecard"), "exercises": ("ex-sn-epochs", "ex-sn-window")},
+     "chapters": ("supernet",), "exercises": ("ex-sn-epochs", "ex-sn-window")},
+    {"session": 8, "title": "Searching subnets under a latency limit, and judging the paper",
+     "objectives": "search a supernet under INT8 latency limits and beat random sampling at "
+                   "equal cost; measure Table 1 from deployed files; read each claim's verdict",
+     "chapters": ("search", "scorecard"), "exercises": ("ex-se-window", "ex-se-random")},
 )
 
 

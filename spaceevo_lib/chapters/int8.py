@@ -260,13 +260,18 @@ class Int8Results:
         ``checkpoints_sha256``, a digest of both checkpoints that later chapters key their
         results on, so that a retrained teacher is never mixed with students of the earlier
         one), rebuilt from the builder and loaded from the checkpoints (``weights_only``)."""
-        fp32_ckpt, lsq_ckpt = self.path / "teacher-fp32.pt", self.path / "teacher-lsq.pt"
+        return self.network("teacher")
+
+    def network(self, name: str):
+        """A network the chapter trained (``teacher`` or ``mobilenet_v3_small``): (FP32
+        network, LSQ+ INT8 network, the run's parameters plus ``checkpoints_sha256``)."""
+        fp32_ckpt, lsq_ckpt = self.path / f"{name}-fp32.pt", self.path / f"{name}-lsq.pt"
         if not (fp32_ckpt.is_file() and lsq_ckpt.is_file()):
-            raise MissingResultError(f"no trained teacher in {self.path}: run the chapter "
-                                     f"'Training in INT8' with networks teacher or all first")
+            raise MissingResultError(f"no trained {name} in {self.path}: run the chapter "
+                                     f"'Training in INT8' with networks {name} or all first")
         params = self.params
         n_classes = 1000 if params.get("dataset") == "imagenet" else 10
-        model, arch = build_network("teacher", params["resolution"], n_classes,
+        model, arch = build_network(name, params["resolution"], n_classes,
                                     params["hyperspace"])
         model.load_state_dict(load_checkpoint(fp32_ckpt, arch)["model"])
         model.eval()
@@ -277,6 +282,11 @@ class Int8Results:
         for f in (fp32_ckpt, lsq_ckpt):
             digest.update(f.read_bytes())
         return model, q.eval(), {**params, "checkpoints_sha256": digest.hexdigest()}
+
+    def training_minutes(self, name: str) -> float:
+        """Minutes ``name`` trained for in the chapter, FP32 and LSQ+ together."""
+        h = pd.read_parquet(self.path / "history.parquet")
+        return float(h[h.network == name].seconds.sum() / 60)
 
     def int8_ms(self, network: str, device: str) -> float:
         """The INT8 latency (ms, median over visits of each visit's fastest run) of

@@ -11,6 +11,7 @@ tested before any result).
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,19 +23,20 @@ import torch
 from scipy.stats import kendalltau
 
 from .. import config
+from .._io import file_hash
 from ..blockkd.spaces import mapped_published
 from ..blockkd.students import parse_arch
 from ..data.reference import read_lut_csv
 from ..latency.protocol import Protocol
 from ..nn.subnet import build_subnet
-from ..quant.deploy import deploy, evaluate_file, timed_files
+from ..quant.deploy import evaluate_file, timed_files
 from ..space import SpaceChoice, as_hyperspace, sample_subnet
 from ..space.encoding import Subnet
 from ..store import MissingResultError, Run, record
 from ..supernet import Supernet
-from ..supernet.deploy import inherited_int8_network
+from ..supernet.deploy import subnet_files
 from ..supernet.evaluation import evaluate_subnets, max_min_evaluator, subnet_accuracy
-from ..supernet.training import quantize_supernet, train_supernet
+from ..supernet.training import load_supernet, quantize_supernet, train_supernet
 from ..supernet.warmstart import load_students, warm_start
 from ..train.config import TrainConfig
 from ..train.data import TrainingData, load_training_data
@@ -471,14 +473,9 @@ def qfa_check(fp32: Supernet, lsq: Supernet, picked: pd.DataFrame, data: Trainin
     for i, sub in enumerate(picked.subnet):
         label = f"qfa{i}"
         fq = subnet_accuracy(lsq, sub, recal, data.loaders["test"])["top1"]
-        fp32.set_active_subnet(sub)
-        subnet_accuracy(fp32, sub, recal, data.loaders["test"])  # (BN re-estimated)
-        static32 = fp32.extract_subnet(sub)
-        qnet, _ = inherited_int8_network(lsq, sub, recal, recal[:64])
-        lsq_file = deploy("ort-lsq-qdq", static32, qnet, data.calibration, data.preprocessing,
-                          out_dir, label)
-        ptq_file = deploy("ort-ptq", static32, None, data.calibration, data.preprocessing,
-                          out_dir, label)
+        lsq_file, ptq_file = subnet_files(fp32, lsq, sub, recal, data.calibration,
+                                          data.preprocessing, ("ort-lsq-qdq", "ort-ptq"),
+                                          out_dir, label)
         files += [lsq_file, ptq_file]
         row = {"label": label, "subnet": sub, "int8_ms_predicted": float(picked.int8_ms[i]),
                "top1_int8_fakequant": fq}
@@ -560,6 +557,69 @@ def load_run(profile: str, root: Path | None = None) -> Run:
     """This chapter's run folder at ``profile`` (its checkpoints are what the search chapter
     reads)."""
     return Run("supernet", profile, root)
+
+
+@dataclass(frozen=True)
+class SupernetResults:
+    """What the chapter left for the search chapter (:func:`load_results`): its trained
+    supernets, the spaces they belong to, and the same held-out split and BN images."""
+
+    path: Path
+    params: dict
+    records: tuple
+
+    def _value(self, name: str) -> dict:
+        for r in self.records:
+            if r["name"] == name:
+                return r
+        raise MissingResultError(f"no record {name} in {self.path}: run the chapter "
+                                 "'The quantized-for-all supernet' to the end first")
+
+    def spaces(self) -> dict[str, SpaceChoice]:
+        """label -> space of every supernet the chapter trained (from its records)."""
+        return {label: SpaceChoice.decode(self._value(
+                f"top1_int8/supernet/{label}/max")["encoding"])
+                for label in self.params["spaces"].split(",")}
+
+    @property
+    def init(self) -> str:
+        """The start every supernet took (the parameter's, or the one the rule chose)."""
+        if self.params["init"] != "auto":
+            return self.params["init"]
+        table = pd.DataFrame([{"init": i, **{f"valid_top1_{k}": self._value(
+            f"valid_top1_fp32/supernet/evolved-ort-vnni/{k}/{i}")["value"]
+            for k in ("max", "min")}} for i in INITS])
+        return start_rule(table)
+
+    def checkpoints(self, label: str) -> tuple[Path, Path]:
+        return (self.path / f"{label}-{self.init}-fp32.pt",
+                self.path / f"{label}-{self.init}-lsq.pt")
+
+    def supernets(self, label: str) -> tuple[Supernet, Supernet, str]:
+        """``label``'s trained (FP32, LSQ+) supernets and the LSQ+ checkpoint's sha256 (what a
+        fitness cache is keyed on); CheckpointError when a stage did not finish."""
+        sp = self.spaces()[label]
+        f32, f8 = self.checkpoints(label)
+        fp32 = load_supernet(sp, f32, "fp32", finished_epochs=int(self.params["fp32_epochs"]))
+        lsq = load_supernet(sp, f8, "lsq", finished_epochs=int(self.params["lsq_epochs"]))
+        return fp32, lsq, file_hash(f8)
+
+    def data(self) -> TrainingData:
+        """The chapter's data: its held-out split, test split and BN re-calibration images."""
+        cfg = config.chapter_config("supernet", **self.params)
+        return load_data(cfg, plan(cfg))[0]
+
+
+def load_results(profile: str, root: Path | None = None) -> SupernetResults:
+    """This chapter's results at ``profile`` for later chapters; MissingResultError names the
+    chapter to run first."""
+    run = load_run(profile, root)
+    if not (run.path / "summary.json").is_file():
+        raise MissingResultError(f"the chapter 'The quantized-for-all supernet' has not run at "
+                                 f"{profile} (no {run.path / 'summary.json'}): spaceevo "
+                                 f"chapter supernet -p profile {profile}")
+    params = json.loads((run.path / "config.json").read_text())["params"]
+    return SupernetResults(run.path, params, tuple(run.read_summary()))
 
 
 

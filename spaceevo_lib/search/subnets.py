@@ -2,10 +2,11 @@
 (paper-notes §8), and the random sampling it must beat at the same number of evaluations.
 
 A subnet is valid when its predicted latency lies in the window ``[c - d, c]``. The search
-starts from ``population`` distinct random valid subnets; each generation keeps the fittest
-``parents`` and adds ``mutations`` children (:func:`~spaceevo_lib.space.mutate_subnet` of a
-random parent) and ``crossovers`` children (:func:`~spaceevo_lib.space.crossover_subnets` of two,
-falling back to a mutation after ``crossover_tries``), each valid and never scored before.
+starts from ``population`` distinct random valid subnets (after any valid ``start_with``
+subnets); each generation keeps the fittest ``parents`` and adds ``mutations`` children
+(:func:`~spaceevo_lib.space.mutate_subnet` of a random parent) and ``crossovers`` children
+(:func:`~spaceevo_lib.space.crossover_subnets` of two, falling back to a mutation after
+``crossover_tries``), each valid and never scored before.
 Fitness and latency are callables: this module builds no network. The population, history and
 selection are the space search's (:mod:`spaceevo_lib.search.evolution`).
 
@@ -178,12 +179,16 @@ def _random_valid(space: SpaceChoice, rng: np.random.Generator, win: _Window, hi
 def subnet_search(space: SpaceChoice | str, fitness: Callable[[Subnet], float],
                   latency: Callable[[Sequence[Subnet]], np.ndarray],
                   window: tuple[float, float], config: SubnetSearchConfig | None = None,
-                  resolutions: Sequence[int] | None = None) -> SubnetSearchResult:
+                  resolutions: Sequence[int] | None = None,
+                  start_with: Sequence[Subnet] = ()) -> SubnetSearchResult:
     """Evolutionary search of ``space``'s subnets with predicted latency inside ``window``
     (low, high in ms) for the highest ``fitness`` (§8). ``latency`` prices a list of subnets;
     ``resolutions`` are those random subnets and mutations draw from (default: the
-    hyperspace's ``sample_resolutions``). Raises :class:`NoValidSubnetError` when not one
-    valid subnet turns up in ``max_tries`` draws."""
+    hyperspace's ``sample_resolutions``). ``start_with`` (e.g. the space's smallest and largest
+    subnets) join the initial population first where they are valid, so that a window near
+    either end of the space, which uniform draws rarely reach, still fills: what random draws
+    cannot find, mutations of the members found so far fill. Raises
+    :class:`NoValidSubnetError` when not one valid subnet turns up."""
     cfg = config or SubnetSearchConfig()
     sp = as_space(space)
     rng = np.random.default_rng(cfg.seed)
@@ -197,11 +202,26 @@ def subnet_search(space: SpaceChoice | str, fitness: Callable[[Subnet], float],
         history.add(sub.encode(), score, origin, parent, [s for _, s in pop],
                     generation=generation, latency_ms=ms)
 
+    def mutant(p: Subnet) -> Callable[[], Subnet]:
+        return lambda: mutate_subnet(sp, p, rng, cfg.mutate_prob, cfg.resolution_prob,
+                                     resolutions)
+
+    first = list(dict.fromkeys(start_with))
+    for sub, ms in zip(first, win.price(first) if first else []):
+        if win.low <= ms <= win.high and sub.encode() not in history \
+                and len(pop) < cfg.population:
+            add(sub, ms, "given", None, 0)
     while len(pop) < cfg.population:
         found = _random_valid(sp, rng, win, history, cfg.max_tries, resolutions)
         if found is None:
             break
         add(*found, "random", None, 0)
+    while pop and len(pop) < cfg.population:
+        p = pop[int(rng.integers(len(pop)))][0]
+        found = win.first_valid(mutant(p), history, cfg.max_tries)
+        if found is None:
+            break
+        add(*found, "mutation", p.encode(), 0)
     if not pop:
         raise NoValidSubnetError(
             f"no subnet of {sp.encode()} in {cfg.max_tries} random draws has a predicted "
@@ -210,10 +230,6 @@ def subnet_search(space: SpaceChoice | str, fitness: Callable[[Subnet], float],
     for gen in range(1, cfg.generations + 1):
         parents = [pop[i] for i in fittest([s for _, s in pop], cfg.parents)]
         pop = list(parents)
-
-        def mutant(p: Subnet) -> Callable[[], Subnet]:
-            return lambda: mutate_subnet(sp, p, rng, cfg.mutate_prob, cfg.resolution_prob,
-                                         resolutions)
 
         for _ in range(cfg.mutations):
             p = parents[int(rng.integers(len(parents)))][0]

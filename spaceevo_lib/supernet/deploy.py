@@ -20,10 +20,16 @@ Nothing is retrained or fine-tuned per subnet.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 import torch
 from torch import fx
 
+from ..export.metadata import Preprocessing
 from ..nn.bn import recalibrate_bn
+from ..quant.deploy import Deployed, deploy
 from ..quant.lsq import ActQuantizer
 from ..quant.prepare import QConv2d, QLinear, act_quantizers, quantize_model
 from ..space.encoding import Subnet
@@ -94,3 +100,23 @@ def inherited_int8_network(qsupernet: Supernet, subnet: Subnet | str,
         qnet.eval()
         counts["calibrated_activations"] = len(missing)
     return qnet, counts
+
+
+def subnet_files(fp32: Supernet, lsq: Supernet | None, subnet: Subnet | str,
+                 recal_images: torch.Tensor, calibration: np.ndarray, pre: Preprocessing,
+                 routes: Sequence[str], out_dir: Path | str, name: str) -> list[Deployed]:
+    """``subnet``'s deployed files, one pair per route, nothing retrained: the FP32
+    supernet's weights (BN re-estimated on ``recal_images``) for the FP32 partner and the
+    post-training routes, the LSQ+ supernet's learned weights and scales
+    (:func:`inherited_int8_network`) for ``ort-lsq-qdq``. ``calibration``: the normalised
+    training images post-training quantization calibrates on."""
+    fp32.set_active_subnet(subnet)
+    recalibrate_bn(fp32, recalibration_batches(recal_images))
+    static32 = fp32.extract_subnet(subnet).eval()
+    qnet = None
+    if "ort-lsq-qdq" in routes:
+        if lsq is None:
+            raise ValueError("the learned-scale route needs the LSQ+ supernet")
+        qnet, _ = inherited_int8_network(lsq, subnet, recal_images,
+                                         torch.from_numpy(calibration[:64]))
+    return [deploy(r, static32, qnet, calibration, pre, out_dir, name) for r in routes]

@@ -1,0 +1,61 @@
+"""Benchmark of the SEQnet search chapter: wall time per profile, and where the minutes went.
+
+Targets (issue "SEQnet search and Table 1"): the chapter within 3 minutes at ``smoke`` and 30
+minutes at ``default`` on 2 cores. The chapter needs the INT8, predictor, block-wise and
+supernet chapters at the same profile: they are made first in ``--runs-dir`` if missing
+(untimed), then the chapter is timed from an empty ``search`` folder. Prints the chapter's own
+minutes per step, its searches' evaluations, and the search against random sampling. Run with
+``make bench-search``; exits non-zero when a target is missed. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from _chapter import run_chapter
+
+TARGET_S = {"smoke": 180, "default": 1800}
+NEEDS = ("int8", "predictor", "blockkd", "supernet")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profiles", default="smoke,default")
+    ap.add_argument("--runs-dir", help="runs folder holding (or receiving) the chapters this one "
+                    "needs; default: a temporary one")
+    args = ap.parse_args()
+    pd.set_option("display.width", 200)
+    runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench-search-"))
+    ok = True
+    for profile in args.profiles.split(","):
+        for need in NEEDS:
+            if not (runs / profile / need / "summary.json").is_file():
+                print(f"making the {need} chapter at {profile} first (untimed) ...", flush=True)
+                run_chapter(need, profile, runs)
+        shutil.rmtree(runs / profile / "search", ignore_errors=True)
+        seconds = run_chapter("search", profile, runs)
+        hit = seconds <= TARGET_S[profile]
+        ok &= hit
+        print(f"search chapter, profile {profile}: {seconds:.0f} s (target "
+              f"{TARGET_S[profile]} s: {'met' if hit else 'MISSED'})")
+        out = runs / profile / "search"
+        print(pd.read_parquet(out / "minutes.parquet").round(2).to_string(index=False))
+        history = pd.read_parquet(out / "search_history.parquet")
+        print(history.groupby(["device", "space", "limit"], sort=False).agg(
+            evaluated=("order", "size"), best=("score", "max")).reset_index().to_string())
+        records = {r["name"]: r["value"] for r in
+                   json.loads((out / "summary.json").read_text())}
+        print("search against random sampling:", records.get("verdict/search_beats_random"),
+              records.get("search_gain_over_random/search/evolved-ort-vnni"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
