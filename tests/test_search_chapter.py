@@ -96,6 +96,15 @@ def _verdict(values: dict, claim: str) -> pd.Series:
 BASE = {"mobilenet_v3_small": (60.0, 0.30, 1.0), "mobilenet_v3_large": (70.0, 0.60, 1.2)}
 
 
+def test_models_that_barely_learned_decide_no_accuracy_claim():
+    chance = {"mobilenet_v3_small": (11.0, 0.30, 1.0), "mobilenet_v3_large": (12.0, 0.60, 1),
+              "SEQnet-A0": (13.0, 0.29, 2.0), "SEQnet-A0-alone": (12.5, 0.29, 2.0),
+              "mbv3-style-A1": (10.5, 1.0, 1.0)}
+    for claim in ("top1_gain_same_latency", "speedup_same_accuracy"):
+        v = _verdict(_table1(**chance), claim)
+        assert v.verdict == "not tested here" and "barely trained" in v.why
+
+
 def test_an_accuracy_claim_waits_for_comparable_training():
     rows = {**BASE, "SEQnet-A0": (65.0, 0.29, 2.0), "SEQnet-A1": (72.0, 0.58, 2.1)}
     far = _table1(**rows, **{"SEQnet-A0-alone": (75.0, 0.29, 2.0)})  # 10 points apart

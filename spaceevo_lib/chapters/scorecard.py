@@ -84,6 +84,16 @@ def _seqnets(t: pd.DataFrame, prefix: str = "SEQnet-A") -> list[str]:
     return [m for m in t.index if m.startswith(prefix) and m[len(prefix):].isdigit()]
 
 
+def _barely_learned(t: pd.DataFrame, models: list[str], rules: dict) -> str:
+    """Why an accuracy comparison of ``models`` decides nothing (empty when it may): a model
+    under ``min_top1_int8`` has barely learned, and differences between such are noise."""
+    low = [m for m in models if float(t.top1_int8[m]) < rules["min_top1_int8"]]
+    if not low:
+        return ""
+    return (f"not at this budget: {', '.join(low)} below {rules['min_top1_int8']:g} % INT8 "
+            "top-1 (barely trained)")
+
+
 def verdict_top1_gain(values: dict, rules: dict, device: str = "ort-vnni") -> dict:
     """``top1_gain_same_latency``: each SEQnet-A<i> against the baseline whose latency set its
     limit (A0: MobileNetV3-Small, A1: MobileNetV3-Large), at no more INT8 latency (within the
@@ -98,6 +108,10 @@ def verdict_top1_gain(values: dict, rules: dict, device: str = "ort-vnni") -> di
         return _row(claim, "not tested here", "-", "no SEQnet under a baseline's latency")
     if "SEQnet-A0-alone" not in t.index or "SEQnet-A0" not in t.index:
         return _row(claim, "not tested here", "-", "no control row to compare training with")
+    weak = _barely_learned(t, [m for pair in pairs for m in pair] + ["SEQnet-A0-alone"],
+                           rules)
+    if weak:
+        return _row(claim, "not tested here", "-", weak)
     gap = float(t.top1_int8["SEQnet-A0-alone"] - t.top1_int8["SEQnet-A0"])
     gains = {s: float(t.top1_int8[s] - t.top1_int8[b]) for s, b in pairs
              if t.int8_ms[s] <= t.int8_ms[b] * (1 + rules["same_latency_tolerance"])}
@@ -124,6 +138,9 @@ def verdict_speedup_same_accuracy(values: dict, rules: dict, device: str = "ort-
     seq, hand = _seqnets(t), _seqnets(t, "mbv3-style-A")
     if not seq or not hand:
         return _row(claim, "not tested here", "-", "no found subnet of both spaces")
+    weak = _barely_learned(t, seq + hand, rules)
+    if weak:
+        return _row(claim, "not tested here", "-", weak)
     ratios = {}
     for m in hand:
         as_good = [s for s in seq if t.top1_int8[s] >= t.top1_int8[m]]
