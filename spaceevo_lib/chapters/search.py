@@ -25,7 +25,7 @@ from ..data.paper import paper_table1
 from ..latency.protocol import Protocol
 from ..nn.flops import count_macs, count_params
 from ..nn.subnet import build_subnet
-from ..quant.deploy import evaluate_file, timed_files
+from ..quant.deploy import copy_deployed, evaluate_file, timed_files
 from ..search.subnets import (FitnessCache, NoValidSubnetError, SubnetSearchConfig,
                               random_subnets, subnet_search)
 from ..space import SpaceChoice, Subnet, max_subnet, min_subnet
@@ -203,11 +203,19 @@ def baselines(plan_: SearchPlan, data: TrainingData, run, profile: str) -> dict:
     return out
 
 
-def deployed_networks(nets: dict, data: TrainingData, devices, out_dir: Path) -> dict:
-    """Each network's files on every device's route (the INT8 chapter's deployment)."""
+def deployed_networks(nets: dict, data: TrainingData, devices, out_dir: Path,
+                      profile: str | None = None) -> dict:
+    """Each network's files on every device's route (the INT8 chapter's deployment); a
+    network of the INT8 chapter (``profile`` given) takes that chapter's own files, copied."""
     routes = [ROUTE[d] for d in devices]
-    return {name: int8_chapter.deploy_all(name, v[0], v[1], data, out_dir, routes)
-            for name, v in nets.items()}
+    out = {}
+    for name, v in nets.items():
+        if profile is not None and v[3] == "the INT8 chapter":
+            src = int8_chapter.load_results(profile).path / "artifacts"
+            out[name] = [copy_deployed(r, name, src, out_dir) for r in routes]
+        else:
+            out[name] = int8_chapter.deploy_all(name, v[0], v[1], data, out_dir, routes)
+    return out
 
 
 def latency_of(files: dict, data: TrainingData, protocol: Protocol, seed: int, run,

@@ -121,6 +121,26 @@ def deploy(route: str, fp32_model, qat_model, calibration_nchw: np.ndarray,
     return Deployed(route, dev.name, fp32, int8, fmt, True)
 
 
+def copy_deployed(route: str, name: str, source: Path | str, out_dir: Path | str) -> Deployed:
+    """The pair :func:`deploy` wrote for ``name`` on ``route`` in ``source``, copied into
+    ``out_dir`` unchanged (a later chapter reusing an earlier one's files keeps its artifacts
+    in its own run folder). FileNotFoundError names the missing file."""
+    dev = get_device(ROUTE_DEVICE[route])
+    ext = ".onnx" if dev.name == "ort-vnni" else ".tflite"
+    out = []
+    for file in (f"{name}.fp32{ext}", f"{name}.{route}.int8{ext}"):
+        src = Path(source) / file
+        if not src.is_file():
+            raise FileNotFoundError(f"no deployed file {src}: run the chapter that deploys "
+                                    f"{name} first")
+        with atomic_path(Path(out_dir) / file) as t:
+            shutil.copyfile(src, t)
+        out.append(Path(out_dir) / file)
+    fmt = ("qdq-u8s8-learned" if route == "ort-lsq-qdq" else
+           dev.fmt if ext == ".onnx" else dev.quant_format)
+    return Deployed(route, dev.name, out[0], out[1], fmt, True)
+
+
 # ---------------------------------------------------------------------------- evaluation
 
 
