@@ -284,7 +284,7 @@ def test_two_torchrun_processes_train_the_same_subnets_and_end_identical(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def lsq_supernet(tmp_path_factory):  # (about 50 s: the QFA tests are marked slow)
+def lsq_supernet(tmp_path_factory):  # (about 30 s: the QFA tests are marked slow)
     """A briefly trained LSQ+ supernet (its quantizers initialised, BN statistics not trivial)
     and real normalised images."""
     from conftest import have_imagenette
@@ -296,7 +296,7 @@ def lsq_supernet(tmp_path_factory):  # (about 50 s: the QFA tests are marked slo
     xs, ys = subset(d.x_train, d.y_train, 256, seed=0)  # every class
     x, y = torch.from_numpy(normalize_images(xs)), torch.from_numpy(ys.astype(np.int64))
     tmp = tmp_path_factory.mktemp("qfa")
-    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0.0, valid_size=0,
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.0, valid_size=0,
                       augment="none", channels_last=False)
     loaders = {"train": train_loader(TensorDataset(x[64:], y[64:]), 32, 0)}
     torch.manual_seed(0)
