@@ -12,14 +12,13 @@ when a target is missed. Not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from _chapter import run_chapter
+from _chapter import time_from_scratch
 
 TARGET_S = {"smoke": 120, "default": 900}
 NEEDS = ("int8", "predictor")
@@ -35,16 +34,7 @@ def main() -> int:
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench-blockkd-"))
     ok = True
     for profile in args.profiles.split(","):
-        for need in NEEDS:
-            if not (runs / profile / need / "summary.json").is_file():
-                print(f"making the {need} chapter at {profile} first (untimed) ...", flush=True)
-                run_chapter(need, profile, runs)
-        shutil.rmtree(runs / profile / "blockkd", ignore_errors=True)
-        seconds = run_chapter("blockkd", profile, runs)
-        hit = seconds <= TARGET_S[profile]
-        ok &= hit
-        print(f"blockkd chapter, profile {profile}: {seconds:.0f} s (target {TARGET_S[profile]} "
-              f"s: {'met' if hit else 'MISSED'})")
+        ok &= time_from_scratch("blockkd", profile, runs, NEEDS, TARGET_S[profile])
         out = runs / profile / "blockkd"
         students = pd.read_parquet(out / "students.parquet")
         print(f"{len(students)} students, {int(students.rows.sum())} table rows, "

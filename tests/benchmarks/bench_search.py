@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from _chapter import run_chapter
+from _chapter import time_from_scratch
 
 TARGET_S = {"smoke": 180, "default": 1800}
 NEEDS = ("int8", "predictor", "blockkd", "supernet")
@@ -35,16 +34,7 @@ def main() -> int:
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench-search-"))
     ok = True
     for profile in args.profiles.split(","):
-        for need in NEEDS:
-            if not (runs / profile / need / "summary.json").is_file():
-                print(f"making the {need} chapter at {profile} first (untimed) ...", flush=True)
-                run_chapter(need, profile, runs)
-        shutil.rmtree(runs / profile / "search", ignore_errors=True)
-        seconds = run_chapter("search", profile, runs)
-        hit = seconds <= TARGET_S[profile]
-        ok &= hit
-        print(f"search chapter, profile {profile}: {seconds:.0f} s (target "
-              f"{TARGET_S[profile]} s: {'met' if hit else 'MISSED'})")
+        ok &= time_from_scratch("search", profile, runs, NEEDS, TARGET_S[profile])
         out = runs / profile / "search"
         print(pd.read_parquet(out / "minutes.parquet").round(2).to_string(index=False))
         history = pd.read_parquet(out / "search_history.parquet")

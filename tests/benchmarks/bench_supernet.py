@@ -17,7 +17,6 @@ figures and exits non-zero when a target is missed. Not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from _chapter import run_chapter
+from _chapter import time_from_scratch
 
 TARGET_S = {"smoke": 180, "default": 3300}
 NEEDS = ("int8", "predictor", "blockkd")
@@ -95,16 +94,7 @@ def main() -> int:
             print(f"1 vs 2 random subnets per sandwich, {args.minutes} minutes each:")
             print(sandwich_at_equal_minutes(profile, runs, args.minutes).to_string(index=False))
             continue
-        for need in NEEDS:
-            if not (runs / profile / need / "summary.json").is_file():
-                print(f"making the {need} chapter at {profile} first (untimed) ...", flush=True)
-                run_chapter(need, profile, runs)
-        shutil.rmtree(runs / profile / "supernet", ignore_errors=True)
-        seconds = run_chapter("supernet", profile, runs)
-        hit = seconds <= TARGET_S[profile]
-        ok &= hit
-        print(f"supernet chapter, profile {profile}: {seconds:.0f} s (target "
-              f"{TARGET_S[profile]} s: {'met' if hit else 'MISSED'})")
+        ok &= time_from_scratch("supernet", profile, runs, NEEDS, TARGET_S[profile])
         out = runs / profile / "supernet"
         history = pd.read_parquet(out / "history.parquet")
         from spaceevo_lib.chapters.supernet import minutes_table
