@@ -381,11 +381,12 @@ def search_verdict(table: pd.DataFrame) -> str:
 def seqnets(best: pd.DataFrame) -> pd.DataFrame:
     """The found subnets to deploy, one per distinct (space, subnet), named after the first
     limit that found them: ``SEQnet-A<i>`` in the evolved space, ``mbv3-style-A<i>`` in the
-    all-MBv3Res one."""
+    all-MBv3Res one; ``kind`` is Table 1's (``SEQnet`` or ``<space> subnet``)."""
     found = best[best.subnet.notna()].drop_duplicates(["space", "subnet"])
+    kinds = ["SEQnet" if s == EVOLVED else f"{s} subnet" for s in found.space]
     names = [("SEQnet" if s == EVOLVED else s) + "-" + lim
              for s, lim in zip(found.space, found.limit)]
-    return found.assign(model=names).reset_index(drop=True)
+    return found.assign(model=names, kind=kinds).reset_index(drop=True)
 
 
 def deploy_found(found: pd.DataFrame, supernets: dict, data: TrainingData, devices,
@@ -460,7 +461,7 @@ def found_rows(found: pd.DataFrame, files: dict, plan_: SearchPlan, sn_minutes: 
     device."""
     kind, minutes, size, predicted = {}, {}, {}, {}
     for r in found.itertuples():
-        kind[r.model] = "SEQnet" if r.space == EVOLVED else f"{r.space} subnet"
+        kind[r.model] = r.kind
         minutes[r.model] = sn_minutes[r.space]
         size[r.model] = network_size(build_subnet(plan_.spaces[r.space], r.subnet).eval(),
                                      resolution)
