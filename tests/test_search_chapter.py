@@ -27,6 +27,38 @@ def test_the_window_follows_the_limit_and_the_space():
     assert (edge["low"], edge["high"]) == pytest.approx((2.88, 3.2))
 
 
+def test_search_against_random_passes_over_a_window_random_draws_cannot_reach(tmp_path):
+    """A window found only through the space's largest subnet (too rare to draw) is skipped
+    for the next window in which search found a subnet, not a crash (seen on an Intel host)."""
+    from dataclasses import replace
+
+    from spaceevo_lib.search import FitnessCache, SubnetSearchConfig
+    from test_subnet_search import SPACE, toy_fitness, toy_latency
+
+    class Toy:
+        def predict(self, subs, dtype, space):
+            return toy_latency(subs)
+
+    lat = toy_latency([replace(s, resolution=32) for s in chapter.ends_of(SPACE, 32)])
+    rare = (lat[1] * 0.9999, lat[1])  # only the largest subnet is inside
+    common = (float(np.mean(lat)) * 0.8, float(np.mean(lat)))
+    windows = pd.DataFrame([{"device": "d", "space": chapter.EVOLVED, "limit": lim,
+                             "low": lo, "high": hi} for lim, (lo, hi) in
+                            (("A0", rare), ("A1", common))])
+    best = windows.assign(subnet="found")
+    plan = chapter.SearchPlan(
+        spaces={chapter.EVOLVED: SPACE}, search_devices=("d",), table_devices=("d",),
+        search=SubnetSearchConfig(population=6, generations=2, parents=3, mutations=2,
+                                  crossovers=2, max_tries=300),
+        window_fraction=0.2, larger_limit=1.5, compare_seeds=2, fitness_images=0,
+        baselines=(), control=False, fp32=None, lsq=None, int8_params={}, protocol=None)
+    caches = {chapter.EVOLVED: FitnessCache(tmp_path / "f.json", {}, toy_fitness)}
+    table = chapter.search_vs_random(plan, windows, best, caches, {"d": Toy()}, 32)
+    assert list(table.limit) == ["A1", "A1"] and list(table.seed) == [0, 1]
+    none = chapter.search_vs_random(plan, windows[:1], best[:1], caches, {"d": Toy()}, 32)
+    assert not len(none) and chapter.search_verdict(none).startswith("not tested")
+
+
 def test_limits_come_from_the_baselines_files_then_one_larger():
     lat = pd.DataFrame({"device": ["ort-vnni"] * 2 + ["tflite"] * 2,
                         "network": ["mobilenet_v3_small", "mobilenet_v3_large"] * 2,
