@@ -158,6 +158,18 @@ class Run:
     def read_summary(self) -> list[dict[str, Any]]:
         return self.load("summary", "json")
 
+    def finished_params(self, marker: str = "summary.json") -> dict[str, Any]:
+        """The parameters this run was made with, for a later chapter that reads it; when
+        ``marker`` (the file the chapter writes last that the reader needs) is missing,
+        MissingResultError names the chapter to run first."""
+        if not (self.path / marker).is_file():
+            title = get_chapter(self.chapter).title
+            raise MissingResultError(
+                f"the chapter {title!r} has not run at {self.profile} (no "
+                f"{self.path / marker}): spaceevo chapter {self.chapter} -p profile "
+                f"{self.profile}")
+        return json.loads((self.path / "config.json").read_text())["params"]
+
 
 def record(name: str, value: Any, unit: str, paper: float | None = None) -> dict[str, Any]:
     """One summary record; ``paper`` is the paper's value where one exists."""

@@ -474,3 +474,24 @@ def test_wholes_are_timed_with_their_own_protocol_and_blocks_with_half_the_visit
                         protocol=blocks, whole_protocol=wholes)
     assert seen["wholes"] == wholes
     assert seen["units"].budget_ms == 20 and seen["units"].visits == 4
+
+
+def test_a_cross_target_prices_another_devices_hyperspace_under_its_own_names():
+    """tflite's predictor of onnxw-train (the search chapter's Table 1 (b)) is a target of its
+    own: apart from tflite's mobilew-train in tables, settings and record names."""
+    from spaceevo_lib import config
+    from spaceevo_lib.chapters import predictor as chapter
+    cfg = config.chapter_config("predictor", profile="smoke", cross_targets="tflite:onnxw",
+                                cross_validation_subnets=30, device="ort-vnni,tflite")
+    the_plan = chapter.plan(cfg)
+    assert the_plan.targets[("tflite", "onnxw-train")] == "onnxw-train"
+    assert the_plan.targets[("tflite", "train")] == "mobilew-train"
+    assert the_plan.settings["onnxw-train"].validation_subnets == 30
+    assert the_plan.settings["train"].validation_subnets == cfg.validation_subnets
+    assert chapter.scale_suffix("onnxw-train", "tflite") == "/onnxw-train"
+    assert chapter.scale_suffix("mobilew-train", "tflite") == "/train-scale"
+    assert chapter.scale_suffix("onnxw", "ort-vnni") == ""
+    none = chapter.plan(config.chapter_config("predictor", profile="smoke"))
+    assert all(sc in ("train", "paper") for _, sc in none.targets)
+    with pytest.raises(config.ParameterError):
+        config.chapter_config("predictor", profile="smoke", cross_targets="tflite:nope")

@@ -86,8 +86,23 @@ def test_found_subnets_are_named_by_the_first_limit_that_found_them():
         "device": ["ort-vnni"] * 5, "limit": ["A0", "A1", "A2", "A1", "A2"],
         "space": ["evolved-ort-vnni"] * 3 + ["mbv3-style"] * 2,
         "subnet": ["a", "b", "b", None, "c"], "int8_ms_predicted": [1, 2, 2, np.nan, 3]})
-    found = chapter.seqnets(best)
+    found = chapter.seqnets(best, "ort-vnni")
     assert list(found.model) == ["SEQnet-A0", "SEQnet-A1", "mbv3-style-A2"]
+    assert list(found.key) == list(found.model)
+    # a second search device's finds keep their Table 1 names, apart by key
+    both = pd.concat([best, best.assign(device="tflite")], ignore_index=True)
+    found = chapter.seqnets(both, "ort-vnni")
+    assert list(found.model) == ["SEQnet-A0", "SEQnet-A1", "mbv3-style-A2"] * 2
+    assert list(found.key[3:]) == ["SEQnet-A0-tflite", "SEQnet-A1-tflite",
+                                   "mbv3-style-A2-tflite"]
+
+
+def test_each_table_lists_its_own_search_else_the_first():
+    from types import SimpleNamespace as NS
+    one = NS(search_devices=("ort-vnni",), table_devices=("ort-vnni", "tflite"))
+    assert chapter.listed_on(one) == {"ort-vnni": "ort-vnni", "tflite": "ort-vnni"}
+    two = NS(search_devices=("ort-vnni", "tflite"), table_devices=("ort-vnni", "tflite"))
+    assert chapter.listed_on(two) == {"ort-vnni": "ort-vnni", "tflite": "tflite"}
 
 
 def test_rows_stand_beside_the_papers_counterparts():

@@ -233,11 +233,7 @@ def load_results(profile: str, root: Path | None = None) -> BlockKDResults:
     """This chapter's results at ``profile``, for later chapters. MissingResultError names the
     chapter to run first."""
     run = Run("blockkd", profile, root)
-    if not (run.path / "summary.json").is_file():
-        raise MissingResultError(f"the block-wise distillation chapter has not run at "
-                                 f"{profile} (no {run.path / 'summary.json'}): spaceevo "
-                                 f"chapter blockkd -p profile {profile}")
-    return BlockKDResults(run.path, json.loads((run.path / "config.json").read_text())["params"])
+    return BlockKDResults(run.path, run.finished_params())
 
 
 def mnv3_int8_ms(profile: str, device: str) -> float:

@@ -10,7 +10,6 @@ scale, where post-training INT8 is known to hurt (SE, Hardswish).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -311,8 +310,4 @@ def load_results(profile: str, root: Path | None = None) -> Int8Results:
     """This chapter's results at ``profile``, for later chapters: its trained teacher and the
     INT8 latency of its deployed files. MissingResultError names the chapter to run first."""
     run = Run("int8", profile, root)
-    if not (run.path / "config.json").is_file():
-        raise MissingResultError(f"the chapter 'Training in INT8' has not run at {profile} "
-                                 f"(no {run.path / 'config.json'}): spaceevo chapter int8 "
-                                 f"-p profile {profile}")
-    return Int8Results(run.path, json.loads((run.path / "config.json").read_text())["params"])
+    return Int8Results(run.path, run.finished_params("config.json"))

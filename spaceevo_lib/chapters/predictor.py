@@ -27,7 +27,7 @@ from ..latency.protocol import PRECISIONS, Protocol, latency_column
 from ..nn.flops import profile
 from ..nn.models import create_model
 from ..nn.subnet import build_subnet
-from ..predictor import target_hyperspace
+from ..predictor import SCALES, target_hyperspace
 from ..predictor.build import PredictorSettings, build_predictor
 from ..predictor.model import COMPOSITION_TERMS, LatencyPredictor, frame_units, saved_name
 from ..predictor.sampling import random_subnet
@@ -44,11 +44,11 @@ from ..store import Run, record
 class PredictorPlan:
     """What the chapter's parameters decide, validated before any work."""
 
-    targets: dict  # (device, scale) -> hyperspace
+    targets: dict  # (device, label) -> hyperspace; label: a scale, or a cross target's hyperspace
     protocol: Protocol  # blocks' visits
     whole_protocol: Protocol  # the ground truth's visits: the blocks' with another budget
     device_options: dict  # device -> options (the ONNX INT8 format)
-    settings: dict  # scale -> PredictorSettings
+    settings: dict  # label -> PredictorSettings
 
     @property
     def devices(self) -> list[str]:
@@ -71,20 +71,31 @@ def plan(cfg) -> PredictorPlan:
             train_subnets=get("train_subnets"), validation_subnets=get("validation_subnets"),
             regressor=cfg.regressor, stat=cfg.latency_stat)
 
+    targets = {(d, s): target_hyperspace(d, s) for s in scales for d in devices}
+    per_label = {"train": settings(""), "paper": settings("paper_")}
+    for item in cfg.cross_targets.split(","):
+        if item == "none":
+            continue
+        dev, family = item.split(":")
+        hs = family + SCALES["train"]
+        targets[dev, hs] = hs  # labelled by its hyperspace: apart from the device's own
+        per_label[hs] = replace(per_label["train"],
+                                validation_subnets=cfg.cross_validation_subnets)
     return PredictorPlan(
-        targets={(d, s): target_hyperspace(d, s) for s in scales for d in devices},
+        targets=targets,
         protocol=protocol, whole_protocol=replace(protocol, budget_ms=cfg.whole_budget_ms),
         device_options={"ort-vnni": {"fmt": cfg.quant_format}},
-        settings={"train": settings(""), "paper": settings("paper_")})
+        settings=per_label)
 
 
 def load_predictor(device: str, scale: str = "train", profile: str = "default",
-                   root: Path | None = None) -> LatencyPredictor:
+                   root: Path | None = None, hyperspace: str | None = None) -> LatencyPredictor:
     """The predictor this chapter saved for ``device`` at ``scale`` (``train``: the
     training-scale hyperspace every training chapter uses; ``paper``: 224 px), for ``profile``:
-    the one way later chapters read this chapter's results. It is refitted from its training
-    tables, so it loads with any scikit-learn."""
-    hs = target_hyperspace(device, scale)
+    the one way later chapters read this chapter's results. ``hyperspace`` asks for a cross
+    target instead (e.g. tflite's predictor of ``onnxw-train``). It is refitted from its
+    training tables, so it loads with any scikit-learn."""
+    hs = hyperspace or target_hyperspace(device, scale)
     return LatencyPredictor.load(Run("predictor", profile, root).path, saved_name(device, hs))
 
 
@@ -272,9 +283,14 @@ METRICS = (("rmse_ms", "ms"), ("rmspe_pct", "%"), ("within_5pct", "%"), ("within
 TARGET_WITHIN_10PCT = 95.0
 
 
-def scale_suffix(hyperspace: str) -> str:
-    """Record-name suffix of a hyperspace's scale: '' (paper) or '/train-scale'."""
-    return "/train-scale" if hyperspace.endswith("-train") else ""
+def scale_suffix(hyperspace: str, device: str) -> str:
+    """Record-name suffix of a hyperspace's scale: '' (paper), '/train-scale' (the device's
+    own training-scale hyperspace) or '/<hyperspace>' (a cross target, e.g. '/onnxw-train'
+    for tflite)."""
+    if not hyperspace.endswith("-train"):
+        return ""
+    return "/train-scale" if hyperspace == target_hyperspace(device, "train") else \
+        f"/{hyperspace}"
 
 
 def side_by_side(repeat: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -298,19 +314,20 @@ def side_by_side(repeat: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_records(side: pd.DataFrame, metrics: pd.DataFrame) -> list[dict]:
-    """``<metric>/<device>/<precision>[/train-scale]`` for every validated device, precision
-    and scale (e.g. ``within_10pct/ort-vnni/int8``), ``repeat_within_10pct/...`` for the
+    """``<metric>/<device>/<precision>[/train-scale | /<hyperspace>]`` for every validated
+    device, precision and scale (e.g. ``within_10pct/ort-vnni/int8``; a cross target
+    ``within_10pct/tflite/int8/onnxw-train``), ``repeat_within_10pct/...`` for the
     ground truth; the +-10 % shares carry nn-Meter's 99 % as reference."""
     nnmeter = paper_value("nnmeter_within_10pct")
     out = []
     for _, r in metrics[metrics.composition == "learned"].iterrows():
-        tail = f"{r['device']}/{r['precision']}{scale_suffix(r['hyperspace'])}"
+        tail = f"{r['device']}/{r['precision']}{scale_suffix(r['hyperspace'], r['device'])}"
         for name, unit in METRICS:
             out.append(record(f"{name}/{tail}", float(r[name]), unit,
                               nnmeter if name == "within_10pct" else None))
         out.append(record(f"validated_subnets/{tail}", int(r["n"]), "networks"))
     for _, r in side.iterrows():
-        tail = f"{r['device']}/{r['precision']}{scale_suffix(r['hyperspace'])}"
+        tail = f"{r['device']}/{r['precision']}{scale_suffix(r['hyperspace'], r['device'])}"
         out.append(record(f"repeat_within_10pct/{tail}", float(r["repeat_within_10pct"]), "%"))
     return out
 
@@ -471,7 +488,8 @@ def scale_table(measured: pd.DataFrame, steps: int = 5) -> pd.DataFrame:
         t = g.set_index("network")
         row = {"scale": label}
         for which in ("min", "max", "mobilenet_v3_small"):
-            row[f"{which}_speedup"] = float(t.loc[which, "fp32_min_ms"] / t.loc[which, "int8_min_ms"])
+            row[f"{which}_speedup"] = float(t.loc[which, "fp32_min_ms"]
+                                            / t.loc[which, "int8_min_ms"])
             row[f"{which}_int8_ms"] = float(t.loc[which, "int8_min_ms"])
         c = next((c for c in CANDIDATES if c.label == label), None)
         spec = ({"width_divisor": c.width_divisor, "max_resolution": c.max_resolution,

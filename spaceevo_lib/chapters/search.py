@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +110,11 @@ def plan(cfg, root: Path | None = None) -> SearchPlan:
         spaces[label] = trained[label]
     if EVOLVED not in spaces:
         raise ValueError(f"spaces must include {EVOLVED} (the SEQnets' space)")
+    off_table = set(cfg.search_devices.split(",")) - set(cfg.table_devices.split(","))
+    if off_table:
+        raise ValueError(f"search_devices {', '.join(sorted(off_table))} must be among "
+                         f"table_devices ({cfg.table_devices}): the limits are read from "
+                         "the baselines' files there")
     int8 = int8_chapter.load_results(cfg.profile, root)
     int8_cfg = config.chapter_config("int8", **int8.params)
     int8_plan = int8_chapter.plan(int8_cfg)
@@ -147,16 +152,20 @@ def supernet_results(profile: str, root: Path | None = None):
 
 def predictors(plan_: SearchPlan, profile: str) -> dict:
     """The INT8 predictor of each search device for the spaces' hyperspace (the predictor
-    chapter's); a device without one stops here with what to run."""
+    chapter's: the device's own, or its cross target, e.g. tflite's of ``onnxw-train``); a
+    device without one stops here with what to run."""
     hs = next(iter(plan_.spaces.values())).hyperspace
     out = {}
     for device in plan_.search_devices:
-        p = predictor_chapter.load_predictor(device, "train", profile)
-        if p.hyperspace != hs:
+        try:
+            out[device] = predictor_chapter.load_predictor(device, "train", profile,
+                                                           hyperspace=hs)
+        except FileNotFoundError as e:
+            family = hs.removesuffix("-train")
             raise MissingResultError(
-                f"the predictor chapter has no {device} predictor of {hs} (its {device} "
-                f"predictor prices {p.hyperspace}): search under {device} limits needs one")
-        out[device] = p
+                f"the predictor chapter has no {device} predictor of {hs}: search under "
+                f"{device} limits needs one (rerun it with -p cross_targets "
+                f"{device}:{family}). {e}") from None
     return out
 
 
@@ -384,30 +393,44 @@ def search_verdict(table: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------- SEQnets
 
 
-def seqnets(best: pd.DataFrame) -> pd.DataFrame:
-    """The found subnets to deploy, one per distinct (space, subnet), named after the first
-    limit that found them: ``SEQnet-A<i>`` in the evolved space, ``mbv3-style-A<i>`` in the
-    all-MBv3Res one; ``kind`` is Table 1's (``SEQnet`` or ``<space> subnet``)."""
-    found = best[best.subnet.notna()].drop_duplicates(["space", "subnet"])
+def listed_on(plan_: SearchPlan) -> dict:
+    """Table 1 device -> the search device whose found subnets its table lists: its own
+    search, else the first search device's (e.g. the ort-vnni SEQnets measured on TFLite)."""
+    return {d: d if d in plan_.search_devices else plan_.search_devices[0]
+            for d in plan_.table_devices}
+
+
+def seqnets(best: pd.DataFrame, first_device: str) -> pd.DataFrame:
+    """The found subnets to deploy, one per distinct (search device, space, subnet), named
+    after the first limit that found them: ``SEQnet-A<i>`` in the evolved space,
+    ``mbv3-style-A<i>`` in the all-MBv3Res one, as each device's Table 1 names them; ``key``
+    tells them apart across devices (the name itself under ``first_device``, else
+    ``<name>-<device>``); ``kind`` is Table 1's (``SEQnet`` or ``<space> subnet``)."""
+    found = best[best.subnet.notna()].drop_duplicates(["device", "space", "subnet"])
     kinds = ["SEQnet" if s == EVOLVED else f"{s} subnet" for s in found.space]
     names = [("SEQnet" if s == EVOLVED else s) + "-" + lim
              for s, lim in zip(found.space, found.limit)]
-    return found.assign(model=names, kind=kinds).reset_index(drop=True)
+    keys = [n if d == first_device else f"{n}-{d}" for n, d in zip(names, found.device)]
+    return found.assign(model=names, key=keys, kind=kinds).reset_index(drop=True)
 
 
-def deploy_found(found: pd.DataFrame, supernets: dict, data: TrainingData, devices,
-                out_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """Each found subnet deployed on every Table 1 device (nothing retrained), with its test
-    top-1 in FP32 and INT8 fake-quant: (table, {model: files})."""
+def deploy_found(found: pd.DataFrame, supernets: dict, data: TrainingData, listed: dict,
+                 out_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """Each found subnet deployed (nothing retrained) on the Table 1 devices that list its
+    search device's finds (``listed``: :func:`listed_on`), with its test top-1 in FP32 and
+    INT8 fake-quant: (table, {key: files})."""
     recal = torch.from_numpy(data.calibration)
     rows, files = [], {}
     for r in found.itertuples():
+        devices = [t for t, s in listed.items() if s == r.device]
+        if not devices:
+            continue
         fp32, lsq = supernets[r.space][:2]
-        files[r.model] = subnet_files(fp32, lsq, r.subnet, recal, data.calibration,
-                                      data.preprocessing, [ROUTE[d] for d in devices],
-                                      out_dir, r.model)
-        rows.append({"model": r.model, "space": r.space, "limit": r.limit,
-                     "subnet": r.subnet,
+        files[r.key] = subnet_files(fp32, lsq, r.subnet, recal, data.calibration,
+                                    data.preprocessing, [ROUTE[d] for d in devices],
+                                    out_dir, r.key)
+        rows.append({"model": r.model, "searched_for": r.device, "space": r.space,
+                     "limit": r.limit, "subnet": r.subnet,
                      "top1_int8_fakequant": subnet_accuracy(lsq, r.subnet, recal,
                                                             data.loaders["test"])["top1"],
                      "top1_fp32_supernet": subnet_accuracy(fp32, r.subnet, recal,
@@ -420,7 +443,7 @@ def control(plan_: SearchPlan, found: pd.DataFrame, data: TrainingData, run) -> 
     """SEQnet-A0's architecture trained alone on the INT8 chapter's recipe (the control row):
     {"SEQnet-A0-alone": (FP32, LSQ+, minutes, where)}, or {} without a SEQnet-A0 or when the
     plan leaves it out."""
-    a0 = found[found.model == "SEQnet-A0"]
+    a0 = found[(found.model == "SEQnet-A0") & (found.device == plan_.search_devices[0])]
     if not plan_.control or not len(a0):
         return {}
     arch = f"{plan_.spaces[EVOLVED].encode()}:{a0.subnet.iloc[0]}"
@@ -446,6 +469,7 @@ class Rows:
     minutes: dict  # model -> training minutes
     size: dict  # model -> network_size
     predicted: dict  # (model, device) -> predicted INT8 ms
+    name: dict = field(default_factory=dict)  # model -> its name in Table 1, where it differs
 
     @classmethod
     def of_networks(cls, nets: dict, files: dict, kind: str, resolution: int) -> "Rows":
@@ -457,22 +481,22 @@ class Rows:
 
     def __add__(self, other: "Rows") -> "Rows":
         return Rows(*({**getattr(self, f), **getattr(other, f)}
-                      for f in ("files", "kind", "minutes", "size", "predicted")))
+                      for f in ("files", "kind", "minutes", "size", "predicted", "name")))
 
 
 def found_rows(found: pd.DataFrame, files: dict, plan_: SearchPlan, sn_minutes: dict,
                    resolution: int) -> Rows:
-    """Rows of the deployed found subnets: their training minutes are their supernet's (all
-    of its subnets share them), sizes from the static subnet, predicted latency on the search
-    device."""
-    kind, minutes, size, predicted = {}, {}, {}, {}
-    for r in found.itertuples():
-        kind[r.model] = r.kind
-        minutes[r.model] = sn_minutes[r.space]
-        size[r.model] = network_size(build_subnet(plan_.spaces[r.space], r.subnet).eval(),
-                                     resolution)
-        predicted[(r.model, r.device)] = r.int8_ms_predicted
-    return Rows({m: files[m] for m in kind}, kind, minutes, size, predicted)
+    """Rows of the deployed found subnets (keyed by ``key``, named by ``model``): their
+    training minutes are their supernet's (all of its subnets share them), sizes from the
+    static subnet, predicted latency on the search device."""
+    kind, minutes, size, predicted, name = {}, {}, {}, {}, {}
+    for r in found[found.key.isin(list(files))].itertuples():
+        kind[r.key], name[r.key] = r.kind, r.model
+        minutes[r.key] = sn_minutes[r.space]
+        size[r.key] = network_size(build_subnet(plan_.spaces[r.space], r.subnet).eval(),
+                                   resolution)
+        predicted[(r.key, r.device)] = r.int8_ms_predicted
+    return Rows({m: files[m] for m in kind}, kind, minutes, size, predicted, name)
 
 
 def supernet_minutes(sn) -> dict:
@@ -490,7 +514,8 @@ def table1(rows: Rows, latency: pd.DataFrame, data: TrainingData, run) -> pd.Dat
         for d in ds:
             lat = latency[(latency.network == model) & (latency.route == d.route)].iloc[0]
             out.append({
-                "device": d.device, "model": model, "kind": rows.kind[model],
+                "device": d.device, "model": rows.name.get(model, model),
+                "kind": rows.kind[model],
                 "top1_int8": evaluate_file(d.int8_path, data.x_test, data.y_test)["top1"],
                 "top1_fp32": evaluate_file(d.fp32_path, data.x_test, data.y_test)["top1"],
                 "int8_ms": float(lat.int8_median_of_min_ms),
@@ -579,4 +604,10 @@ def glue_values(cfg, plan_: SearchPlan, limits: pd.DataFrame, best: pd.DataFrame
         "se_search_minutes": f"{best.minutes.sum():.1f}",
         "se_random_verdict": verdict,
         "se_random_gain": (f"{comparison.gain.mean():+.2f} points over {len(comparison)} "
-                           "seeds" if len(comparison) else "not measured")}
+                           "seeds" if len(comparison) else "not measured"),
+        "se_listed": "; ".join(
+            f"on {t}, the subnets searched under {t}'s own limits" if t == s_ else
+            f"on {t}, the subnets searched under {s_}'s limits (this run searched no {t} "
+            f"limits: -p search_devices {s_},{t} needs the predictor chapter's {t} predictor "
+            f"of {next(iter(plan_.spaces.values())).hyperspace})"
+            for t, s_ in listed_on(plan_).items())}

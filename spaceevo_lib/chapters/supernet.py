@@ -11,7 +11,6 @@ tested before any result).
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -618,11 +617,7 @@ def load_results(profile: str, root: Path | None = None) -> SupernetResults:
     """This chapter's results at ``profile`` for later chapters; MissingResultError names the
     chapter to run first."""
     run = load_run(profile, root)
-    if not (run.path / "summary.json").is_file():
-        raise MissingResultError(f"the chapter 'The quantized-for-all supernet' has not run at "
-                                 f"{profile} (no {run.path / 'summary.json'}): spaceevo "
-                                 f"chapter supernet -p profile {profile}")
-    params = json.loads((run.path / "config.json").read_text())["params"]
+    params = run.finished_params()
     return SupernetResults(run.path, params, tuple(run.read_summary()))
 
 
