@@ -3,6 +3,7 @@ does, into a given runs folder, and return the wall time."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
@@ -38,3 +39,20 @@ def time_from_scratch(name: str, profile: str, runs_dir: Path, needs: tuple[str,
     print(f"{name} chapter, profile {profile}: {seconds:.0f} s (target {target_s:.0f} s: "
           f"{'met' if hit else 'MISSED'})")
     return hit
+
+
+def parse_args(name: str, doc: str, *extra) -> tuple[argparse.Namespace, list[str], Path]:
+    """The command line every chapter benchmark takes (``--profiles``, ``--runs-dir``), plus
+    ``extra`` (``(args, kwargs)`` pairs of ``add_argument``): (arguments, profiles, runs
+    folder, a temporary one unless given)."""
+    import pandas as pd
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--profiles", default="smoke,default")
+    ap.add_argument("--runs-dir", help="runs folder holding (or receiving) the chapters this one "
+                    "needs; default: a temporary one")
+    for a, kw in extra:
+        ap.add_argument(*a, **kw)
+    args = ap.parse_args()
+    pd.set_option("display.width", 200)
+    runs = Path(args.runs_dir or tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    return args, args.profiles.split(","), runs

@@ -11,29 +11,20 @@ when a target is missed. Not part of the test suite.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
-from _chapter import time_from_scratch
+from _chapter import parse_args, time_from_scratch
 
 TARGET_S = {"smoke": 120, "default": 900}
 NEEDS = ("int8", "predictor")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profiles", default="smoke,default")
-    ap.add_argument("--runs-dir", help="runs folder holding (or receiving) the chapters this one "
-                    "needs; default: a temporary one")
-    args = ap.parse_args()
-    pd.set_option("display.width", 200)
-    runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench-blockkd-"))
+    _, profiles, runs = parse_args("blockkd", __doc__)
     ok = True
-    for profile in args.profiles.split(","):
+    for profile in profiles:
         ok &= time_from_scratch("blockkd", profile, runs, NEEDS, TARGET_S[profile])
         out = runs / profile / "blockkd"
         students = pd.read_parquet(out / "students.parquet")

@@ -10,30 +10,21 @@ minutes per step, its searches' evaluations, and the search against random sampl
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
-from _chapter import time_from_scratch
+from _chapter import parse_args, time_from_scratch
 
 TARGET_S = {"smoke": 180, "default": 1800}
 NEEDS = ("int8", "predictor", "blockkd", "supernet")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profiles", default="smoke,default")
-    ap.add_argument("--runs-dir", help="runs folder holding (or receiving) the chapters this one "
-                    "needs; default: a temporary one")
-    args = ap.parse_args()
-    pd.set_option("display.width", 200)
-    runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench-search-"))
+    _, profiles, runs = parse_args("search", __doc__)
     ok = True
-    for profile in args.profiles.split(","):
+    for profile in profiles:
         ok &= time_from_scratch("search", profile, runs, NEEDS, TARGET_S[profile])
         out = runs / profile / "search"
         print(pd.read_parquet(out / "minutes.parquet").round(2).to_string(index=False))

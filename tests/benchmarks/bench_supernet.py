@@ -16,16 +16,14 @@ figures and exits non-zero when a target is missed. Not part of the test suite.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from _chapter import time_from_scratch
+from _chapter import parse_args, time_from_scratch
 
 TARGET_S = {"smoke": 180, "default": 3300}
 NEEDS = ("int8", "predictor", "blockkd")
@@ -76,20 +74,15 @@ def sandwich_at_equal_minutes(profile: str, runs: Path, minutes: float) -> pd.Da
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profiles", default="smoke,default")
-    ap.add_argument("--runs-dir", help="runs folder holding (or receiving) the chapters this one "
-                    "needs; default: a temporary one")
-    ap.add_argument("--minutes", type=float, default=5.0,
-                    help="minutes per setting of the 1-vs-2 random nets comparison (0: skip)")
-    ap.add_argument("--sandwich-only", action="store_true",
-                    help="only the 1-vs-2 comparison, on the block-wise chapter's spaces of an "
-                    "existing --runs-dir (the chapter is not rerun)")
-    args = ap.parse_args()
-    pd.set_option("display.width", 200)
-    runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench-supernet-"))
+    args, profiles, runs = parse_args(
+        "supernet", __doc__,
+        (("--minutes",), {"type": float, "default": 5.0, "help": "minutes per setting of the "
+                          "1-vs-2 random nets comparison (0: skip)"}),
+        (("--sandwich-only",), {"action": "store_true", "help": "only the 1-vs-2 comparison, "
+                                "on the block-wise chapter's spaces of an existing --runs-dir "
+                                "(the chapter is not rerun)"}))
     ok = True
-    for profile in args.profiles.split(","):
+    for profile in profiles:
         if args.sandwich_only:
             print(f"1 vs 2 random subnets per sandwich, {args.minutes} minutes each:")
             print(sandwich_at_equal_minutes(profile, runs, args.minutes).to_string(index=False))
