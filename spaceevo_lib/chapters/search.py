@@ -95,6 +95,11 @@ class SearchPlan:
     int8_params: dict
     protocol: Protocol
 
+    @property
+    def hyperspace(self) -> str:
+        """The hyperspace of the searched spaces (one scale, checked by the supernet chapter)."""
+        return next(iter(self.spaces.values())).hyperspace
+
 
 def plan(cfg, root: Path | None = None) -> SearchPlan:
     """The chapter's plan: the supernet chapter's spaces, the INT8 chapter's training recipe
@@ -154,7 +159,7 @@ def predictors(plan_: SearchPlan, profile: str) -> dict:
     """The INT8 predictor of each search device for the spaces' hyperspace (the predictor
     chapter's: the device's own, or its cross target, e.g. tflite's of ``onnxw-train``); a
     device without one stops here with what to run."""
-    hs = next(iter(plan_.spaces.values())).hyperspace
+    hs = plan_.hyperspace
     out = {}
     for device in plan_.search_devices:
         try:
@@ -422,9 +427,7 @@ def deploy_found(found: pd.DataFrame, supernets: dict, data: TrainingData, liste
     recal = torch.from_numpy(data.calibration)
     rows, files = [], {}
     for r in found.itertuples():
-        devices = [t for t, s in listed.items() if s == r.device]
-        if not devices:
-            continue
+        devices = [t for t, s in listed.items() if s == r.device]  # plan() keeps it non-empty
         fp32, lsq = supernets[r.space][:2]
         files[r.key] = subnet_files(fp32, lsq, r.subnet, recal, data.calibration,
                                     data.preprocessing, [ROUTE[d] for d in devices],
@@ -490,7 +493,7 @@ def found_rows(found: pd.DataFrame, files: dict, plan_: SearchPlan, sn_minutes: 
     training minutes are their supernet's (all of its subnets share them), sizes from the
     static subnet, predicted latency on the search device."""
     kind, minutes, size, predicted, name = {}, {}, {}, {}, {}
-    for r in found[found.key.isin(list(files))].itertuples():
+    for r in found.itertuples():
         kind[r.key], name[r.key] = r.kind, r.model
         minutes[r.key] = sn_minutes[r.space]
         size[r.key] = network_size(build_subnet(plan_.spaces[r.space], r.subnet).eval(),
@@ -609,5 +612,5 @@ def glue_values(cfg, plan_: SearchPlan, limits: pd.DataFrame, best: pd.DataFrame
             f"on {t}, the subnets searched under {t}'s own limits" if t == s_ else
             f"on {t}, the subnets searched under {s_}'s limits (this run searched no {t} "
             f"limits: -p search_devices {s_},{t} needs the predictor chapter's {t} predictor "
-            f"of {next(iter(plan_.spaces.values())).hyperspace})"
+            f"of {plan_.hyperspace})"
             for t, s_ in listed_on(plan_).items())}
