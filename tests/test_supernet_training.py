@@ -4,6 +4,7 @@ subnet evaluation, the warm start from block-wise students, torchrun, bad inputs
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ from spaceevo_lib.supernet.training import (load_supernet, quantize_supernet, su
 from spaceevo_lib.supernet.warmstart import load_students, warm_start
 from spaceevo_lib.train.config import TrainConfig
 from spaceevo_lib.train.distill import adaptive_alpha_loss, alpha_divergence
-from spaceevo_lib.train.engine import CheckpointError, Trainer, train_loader
+from spaceevo_lib.train.engine import CheckpointError, NonFiniteLoss, Trainer, train_loader
+from spaceevo_lib.train.sandwich import sandwich_loss
 
 SPACE = "onnxw-train-212121-000000"  # small windows: a second per sandwich step
 
@@ -33,8 +35,8 @@ def test_alpha_divergence_on_a_hand_computed_example():
     takes the larger, alpha = -1, and its surrogate's gradient is D_-1's."""
     p = torch.tensor([[0.8, 0.2]])
     z = torch.zeros(1, 2, requires_grad=True)
-    d_lo, _ = alpha_divergence(z, p, -1.0)
-    d_hi, _ = alpha_divergence(z, p, 1.0)
+    d_lo, _ = alpha_divergence(z, p.log(), -1.0)
+    d_hi, _ = alpha_divergence(z, p.log(), 1.0)
     assert float(d_lo) == pytest.approx(0.28125)
     assert float(d_hi) == pytest.approx(0.8 * math.log(1.6) + 0.2 * math.log(0.4))
     loss = adaptive_alpha_loss(z, p.log())
@@ -50,8 +52,39 @@ def test_alpha_divergence_on_a_hand_computed_example():
 def test_the_divergence_is_zero_when_the_student_matches_the_teacher():
     logits = torch.randn(4, 10)
     for alpha in (-1.0, 0.0, 0.5, 1.0):
-        d, _ = alpha_divergence(logits, F.softmax(logits, 1), alpha)
+        d, _ = alpha_divergence(logits, F.log_softmax(logits, 1), alpha)
         assert torch.allclose(d, torch.zeros(4), atol=1e-6)
+
+
+def test_the_loss_stays_finite_where_both_softmaxes_underflow_to_zero():
+    """Logit gaps above ~100 (reached by a smoke supernet's fifth step on one CI host) make
+    float32 softmaxes exactly 0 for student and teacher: w = p / q was 0 / 0 and the loss NaN.
+    From log probabilities the loss and its gradient stay finite, and where nothing
+    underflows the surrogate still has the exact divergence's gradient."""
+    student = torch.tensor([[-71.5, 35.8, 0.0, 1.0]], requires_grad=True)
+    teacher = torch.tensor([[-90.5, 45.9, -80.0, 2.0]])
+    assert float(F.softmax(student.detach(), 1)[0, 0]) == 0.0 == float(F.softmax(teacher, 1)[0, 0])
+    loss = adaptive_alpha_loss(student, teacher)
+    loss.backward()
+    assert math.isfinite(float(loss)) and torch.isfinite(student.grad).all()
+
+    for alpha in (-1.0, 0.0, 0.5, 1.0):  # moderate logits: the surrogate's gradient is D's
+        z = torch.randn(3, 5, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        log_p = F.log_softmax(torch.randn(3, 5, generator=torch.Generator().manual_seed(2)), 1)
+        _, surrogate = alpha_divergence(z, log_p, alpha, clip=1e9)
+        surrogate.sum().backward()
+        z2 = z.detach().clone().requires_grad_(True)
+        exact, _ = alpha_divergence(z2, log_p, alpha, clip=1e9)  # no gradient: redo it
+        q, w = F.softmax(z2, 1), log_p.exp() / F.softmax(z2, 1)
+        if abs(alpha) < 1e-3:
+            d = (q * -w.log()).sum()
+        elif abs(alpha - 1.0) < 1e-3:
+            d = (q * w * w.log()).sum()
+        else:
+            d = (q * (w.pow(alpha) - 1.0) / (alpha * (alpha - 1.0))).sum()
+        d.backward()
+        assert torch.allclose(z.grad, z2.grad, atol=1e-5), alpha
+        assert torch.allclose(exact.sum(), d.detach(), atol=1e-5), alpha
 
 
 # ----------------------------------------------------------------------------- training
@@ -102,6 +135,18 @@ def test_a_sandwich_step_trains_max_min_and_random_subnets_in_one_optimizer_step
     assert len(seen) == 8 and seen[4] == seen[0]  # max, min, 2 random per batch
     assert dropouts[:4] == [0.2, 0.0, 0.0, 0.0]  # dropout on the max subnet only
     assert {"train_loss_max", "train_loss_min", "train_loss_random"} <= set(row)
+
+
+def test_a_non_finite_pass_names_its_subnet():
+    net = Supernet(SPACE, n_classes=10)
+
+    def pass_loss(model, kind, subnet):
+        return torch.tensor(float("inf") if kind == "min" else 1.0)
+
+    from spaceevo_lib.space.encoding import min_subnet
+    with pytest.raises(NonFiniteLoss, match="the sandwich's min subnet gave a loss of inf: "
+                       + re.escape(str(min_subnet(net.hyperspace, net.space)))):
+        sandwich_loss(net, np.random.default_rng(0), pass_loss)
 
 
 def test_a_resumed_supernet_run_ends_bit_identical(tmp_path):

@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from spaceevo_lib.nn.bn import recalibrate_bn
 from spaceevo_lib.quant import ActQuantizer
-from spaceevo_lib.train import (CheckpointError, TrainConfig, Trainer, evaluate, lr_at,
-                                param_groups)
+from spaceevo_lib.train import (CheckpointError, NonFiniteLoss, TrainConfig, Trainer, evaluate,
+                                lr_at, param_groups)
 
 
 class Tiny(nn.Module):
@@ -111,6 +111,28 @@ def test_unknown_options_and_bad_values_are_refused_by_name():
         TrainConfig(optimizer="adam")
     with pytest.raises(ValueError, match="'warmup_epochs' must be in"):
         TrainConfig(epochs=2, warmup_epochs=3)
+
+
+def test_a_non_finite_loss_stops_training_before_it_reaches_the_weights(tmp_path):
+    """NaN in one step would spread to every weight and checkpoint (and later fail the
+    quantizers' initialisation far from the cause): the engine stops at the step, says where,
+    and saves nothing of the epoch."""
+    calls = []
+
+    def step(net, x, y, cfg):
+        calls.append(1)
+        loss = nn.functional.cross_entropy(net(x), y)
+        return (loss * float("nan") if len(calls) == 3 else loss), None
+
+    cfg = TrainConfig(epochs=1, batch_size=8, warmup_epochs=0, valid_size=0)
+    torch.manual_seed(0)
+    model = Tiny()
+    t = Trainer(model, cfg, _loaders(), arch="tiny", checkpoint=tmp_path / "c.pt", step=step,
+                progress=False)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1, step 3, learning rate .*: the loss is nan"):
+        t.fit()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert not (tmp_path / "c.pt").exists()
 
 
 def test_foreign_and_corrupt_checkpoints_are_refused(tmp_path):

@@ -8,12 +8,14 @@ bit-exact, evaluation, torchrun), its run settings (:mod:`.config`), the data ev
 
 from .config import OPTIMIZERS, TrainConfig
 from .data import TrainingData, load_training_data
-from .engine import (CheckpointError, Trainer, ce_step, evaluate, load_checkpoint, lr_at,
-                     make_optimizer, param_groups, process_group, seed_everything, train_loader)
+from .engine import (CheckpointError, NonFiniteLoss, Trainer, ce_step, evaluate,
+                     load_checkpoint, lr_at, make_optimizer, param_groups, process_group,
+                     seed_everything, train_loader)
 from .networks import build_network, teacher_network
 from .recipes import train_fp32, train_lsq
 
-__all__ = ["OPTIMIZERS", "CheckpointError", "TrainConfig", "Trainer", "ce_step", "evaluate",
-           "load_checkpoint", "lr_at", "make_optimizer", "param_groups", "process_group",
+__all__ = ["OPTIMIZERS", "CheckpointError", "NonFiniteLoss", "TrainConfig", "Trainer",
+           "ce_step", "evaluate", "load_checkpoint", "lr_at", "make_optimizer", "param_groups",
+           "process_group",
            "seed_everything", "train_loader", "TrainingData", "load_training_data",
            "build_network", "teacher_network", "train_fp32", "train_lsq"]

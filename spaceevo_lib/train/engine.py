@@ -46,6 +46,11 @@ def ce_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
     return nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing), logits
 
 
+class NonFiniteLoss(FloatingPointError):
+    """A training step's loss is inf or NaN: stopping there keeps NaN out of the weights
+    (and out of every checkpoint and quantizer initialised from them)."""
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that is unreadable, of another architecture or of another format."""
 
@@ -334,7 +339,16 @@ class Trainer:
             if self.cfg.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = self._set_lr()
-            loss, logits, *more = self.step(self.net, x, y, self.cfg)
+            try:
+                loss, logits, *more = self.step(self.net, x, y, self.cfg)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLoss(f"the loss is {loss_value}")
+            except NonFiniteLoss as e:
+                raise NonFiniteLoss(
+                    f"epoch {self.epoch + 1}, step {self.global_step + 1}, learning rate "
+                    f"{lr:.3g}: {e}; nothing of this epoch was saved (a lower learning rate "
+                    "or a gradient clip may help)") from None
             for k, v in (more[0] if more else {}).items():
                 extra_sum[k] = extra_sum.get(k, 0.0) + float(v) * len(y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -349,7 +363,7 @@ class Trainer:
             if self._average:
                 broadcast_buffers(self.model)
             self.global_step += 1
-            loss_sum += float(loss.detach()) * len(y)
+            loss_sum += loss_value * len(y)
             if logits is not None:
                 hits += int((logits.detach().argmax(1) == y).sum())
             seen += len(y)

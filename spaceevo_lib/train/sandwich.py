@@ -10,11 +10,14 @@ distillation) or a whole supernet.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
 from torch import nn
+
+from .engine import NonFiniteLoss
 
 #: The passes of one batch, in order: the largest setting first (AlphaNet: it is the one
 #: the others may distil from), then the smallest, then random ones.
@@ -56,6 +59,9 @@ def sandwich_loss(net: nn.Module, rng: np.random.Generator,
         loss = pass_loss(net, kind, setting)
         total = loss if total is None else total + loss
         value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"the sandwich's {kind} subnet gave a loss of {value}: "
+                                f"{setting}")
         if kind == "random":
             parts["random"] = parts.get("random", 0.0) + value
             n_rand += 1
