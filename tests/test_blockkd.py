@@ -211,6 +211,70 @@ def test_table_rows_round_trip_through_the_published_format(bank, tmp_path):
     assert t.table(2, 1, 1).n_rows == 6
 
 
+def _made_up_tables(folder, hyperspace, predictor, rows_per_table=3):
+    """A complete folder of tables of ``hyperspace`` (every stage, block and window), rows
+    of valid sub-stages priced by ``predictor``, as the sampling jobs write them."""
+    from spaceevo_lib.blockkd.students import SubStage
+    from spaceevo_lib.blockkd.teacher import expected_sides
+    hs = luts.as_hyperspace(hyperspace)
+    for s, n_w in enumerate(hs.window_counts, start=1):
+        st, prev = hs.stage(f"stage{s}"), hs.stage(f"stage{s - 1}")
+        for b in range(len(hs.blocks)):
+            spec = hs.block(b)
+            for w in range(n_w):
+                subs = [SubStage(prev.widths[j % len(prev.widths)],
+                                 ((spec.kernels[j % len(spec.kernels)], st.window(w)[0],
+                                   spec.expand_choices[0]),) * min(st.depths), RES[j % 3])
+                        for j in range(rows_per_table)]
+                units = [luts.stage_units(hs.name, s, b, sub) for sub in subs]
+                df = pd.DataFrame({
+                    "arch": [x.arch for x in subs], "cin": [x.cin for x in subs],
+                    "hw": [expected_sides(hs, x.resolution)[s - 1] for x in subs],
+                    "resolution": [x.resolution for x in subs], "nsr": 0.5, "mflops": 1.0,
+                    "mparams": 0.01, "latency_ms": predictor.additive_ms(units, "int8")})
+                luts.write_table(df, folder / f"stage{s}_{b}_{w}.csv")
+
+
+class _Doubled(FakePredictor):
+    """Another device: twice the fake's price."""
+
+    def additive_ms(self, parts, precision="int8"):
+        return 2 * super().additive_ms(parts, precision)
+
+
+def test_own_tables_are_priced_on_a_second_device_from_their_rows(tmp_path):
+    own = FakePredictor("onnxw-train")
+    _made_up_tables(tmp_path, "onnxw-train", own)
+    before = luts.read_tables("onnxw-train", tmp_path, RES)
+    with pytest.raises(BlockKDError, match="no tflite latency column"):
+        luts.read_tables("onnxw-train", tmp_path, RES, device="tflite")
+    with pytest.raises(BlockKDError, match="not 'onnxw-train'"):
+        luts.price_tables("onnxw-train", tmp_path, "ort-vnni",
+                          {"tflite": FakePredictor("mobilew-train")})
+    # the own predictor priced again reproduces the own column: the rows say all it needs
+    assert luts.price_tables("onnxw-train", tmp_path, "ort-vnni",
+                             {"ort-vnni": own, "tflite": own}) == ["tflite"]
+    again = luts.read_tables("onnxw-train", tmp_path, RES, device="tflite")
+    for key in before.keys():
+        np.testing.assert_allclose(again.table(*key).latency_ms[0],
+                                   before.table(*key).latency_ms[0], atol=1e-5)
+    # another device's predictor: its own column, the first one unchanged
+    luts.price_tables("onnxw-train", tmp_path, "ort-vnni", {"tflite": _Doubled("onnxw-train")})
+    first = tmp_path / "stage1_0_0.csv"
+    stamp = first.stat().st_mtime_ns
+    luts.price_tables("onnxw-train", tmp_path, "ort-vnni", {"tflite": _Doubled("onnxw-train")})
+    assert first.stat().st_mtime_ns == stamp  # priced already: left as it is
+    assert len(first.read_text().splitlines()[0].split(",")) == 8
+    tfl = luts.read_tables("onnxw-train", tmp_path, RES, device="tflite")
+    vnni = luts.read_tables("onnxw-train", tmp_path, RES, device="ort-vnni")
+    for key in before.keys():
+        for k in range(3):
+            np.testing.assert_allclose(vnni.table(*key).latency_ms[k],
+                                       before.table(*key).latency_ms[k])
+            np.testing.assert_allclose(tfl.table(*key).latency_ms[k],
+                                       2 * before.table(*key).latency_ms[k], atol=2e-5)
+
+
 def test_tables_with_a_missing_stage_are_refused(tmp_path):
     (tmp_path / "stage1_0_0.csv").write_text("3#32#0,1x16x32x32,0.5,1.0,0.01,0.1,32\n")
     with pytest.raises(BlockKDError, match="incomplete"):
@@ -277,6 +341,27 @@ def test_devices_compared_stage_by_stage():
     cmp = chapter.compare_devices({"ort-vnni": "onnxw-train-111111-000000",
                                "tflite": "mobilew-train-111112-000000"})
     assert cmp["same block"].tolist() == [True] * 5 + [False]
+
+
+def test_devices_differ_only_where_one_device_is_unanimous_and_the_other_never_agrees():
+    """Made-up evolutions of one hyperspace (onnxw-train), 3 seeds per
+    device. Stage 1: all seeds of both pick block 1 (same). Stage 2: ort-vnni all pick 2,
+    tflite never does (differ). Stage 3: ort-vnni all pick 0, one tflite seed picks 0 too
+    (not differ: a seed agrees). Stage 4: neither device is unanimous (not differ). Stage 5:
+    tflite all pick 0, as two ort-vnni seeds do (not differ)."""
+    vnni = ["onnxw-train-120100-000000", "onnxw-train-120200-000000",
+            "onnxw-train-120010-000000"]
+    tfl = ["onnxw-train-101100-000000", "onnxw-train-130000-000000",
+           "onnxw-train-111200-000000"]
+    table = chapter.devices_differ({"ort-vnni": vnni, "tflite": tfl})
+    assert table.differ.tolist() == [False, True, False, False, False, False]
+    assert chapter.devices_verdict(table) == 1
+    hs = chapter.as_hyperspace("onnxw-train")
+    assert table["ort-vnni"][1] == f"{hs.block(2).code} x3"
+    same = chapter.devices_differ({"ort-vnni": vnni, "tflite": vnni[::-1]})
+    assert chapter.devices_verdict(same) == 0
+    with pytest.raises(ValueError, match="one hyperspace"):
+        chapter.devices_differ({"ort-vnni": vnni, "tflite": ["mobilew-train-111111-000000"]})
 
 
 def test_eval_weight_cache_equals_quantizing_the_slice_and_follows_updates():

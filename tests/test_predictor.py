@@ -291,6 +291,39 @@ def test_error_metrics_are_nn_meters():
     assert m["rmse_ms"] == pytest.approx(np.sqrt((0 + 0.0064 + 0.04 + 0.25) / 4))
 
 
+def test_the_share_within_10pct_carries_its_wilson_interval():
+    from spaceevo_lib.predictor.model import wilson_interval
+    lo, hi = wilson_interval(24, 25)  # Wilson (1927); the textbook value for 24 of 25
+    assert lo == pytest.approx(80.46, abs=0.01) and hi == pytest.approx(99.29, abs=0.01)
+    assert wilson_interval(25, 25)[1] == 100.0 and wilson_interval(0, 10)[0] == pytest.approx(0)
+    lo60, hi60 = wilson_interval(57, 60)  # more networks, a narrower interval
+    assert hi60 - lo60 < hi - lo
+    m = error_metrics(np.array([1.0, 1.08, 1.2, 0.5]), np.ones(4))
+    assert (m["within_10pct_ci_low"], m["within_10pct_ci_high"]) == wilson_interval(2, 4)
+
+
+def test_the_target_applies_to_int8_everywhere_and_fp32_at_the_training_scale():
+    from spaceevo_lib.chapters.predictor import side_by_side, summary_records, target_applies
+    assert target_applies("int8", "onnxw") and target_applies("int8", "mobilew-train")
+    assert target_applies("fp32", "onnxw-train") and not target_applies("fp32", "mobilew")
+    keys = [("tflite", "mobilew", "fp32", 90.0), ("tflite", "mobilew", "int8", 96.0),
+            ("tflite", "mobilew-train", "fp32", 94.0), ("tflite", "onnxw-train", "int8", 95.0)]
+    repeat = pd.DataFrame([{"device": d, "hyperspace": h, "precision": p, "statistic": "min",
+                            "n": 60, "within_10pct": 100.0, "rmspe_pct": 1.0, "used": True}
+                           for d, h, p, _ in keys])
+    metrics = pd.DataFrame([{"device": d, "hyperspace": h, "precision": p,
+                             "composition": "learned", "n": 60, "within_10pct": w,
+                             "within_10pct_ci_low": w - 8, "within_10pct_ci_high": w + 2,
+                             "within_5pct": 50.0, "within_15pct": 100.0, "rmspe_pct": 4.0,
+                             "rmse_ms": 0.01} for d, h, p, w in keys])
+    side = side_by_side(repeat, metrics)
+    assert side.target_met.tolist() == [None, True, False, True]  # judged on the point
+    names = {r["name"]: r["value"] for r in summary_records(side, metrics)}
+    assert names["within_10pct_ci_low/tflite/fp32/train-scale"] == 86.0
+    assert names["within_10pct_ci_high/tflite/int8/onnxw-train"] == 97.0
+    assert names["validated_subnets/tflite/int8"] == 60
+
+
 def test_validation_and_split_half_repeatability_tables():
     ut, whole, _ = _tables()
     p = LatencyPredictor("ort-vnni", HS, "kernel").fit(ut, whole)

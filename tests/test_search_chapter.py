@@ -143,6 +143,40 @@ def _verdict(values: dict, claim: str) -> pd.Series:
 BASE = {"mobilenet_v3_small": (60.0, 0.30, 1.0), "mobilenet_v3_large": (70.0, 0.60, 1.2)}
 
 
+def _goal_table(**rows) -> pd.DataFrame:
+    """rows: model -> (top1_int8, int8_ms, speedup), on ort-vnni; one tflite row that must
+    not count."""
+    out = [{"device": "ort-vnni", "model": m, "top1_int8": t, "int8_ms": ms, "speedup": sp}
+           for m, (t, ms, sp) in rows.items()]
+    out.append({"device": "tflite", "model": "SEQnet-A0", "top1_int8": 99.0, "int8_ms": 0.01,
+                "speedup": 9.0})
+    return pd.DataFrame(out)
+
+
+def test_the_goal_needs_every_part_on_the_vnni_cpu():
+    met = _goal_table(**{"SEQnet-A0": (61.0, 0.29, 1.6), "mobilenet_v3_small": (60.0, 0.30, 1.0)})
+    check = chapter.goal_check(met)
+    assert list(check.met) == ["yes"] * 4 and chapter.goal_met(check)
+    assert check["this host"].tolist() == [61.0, 0.29, 1.6, 1.0]
+    assert check.bar.tolist() == [60.0, 0.30, 1.5, 1.1]
+    for changed, part in (({"SEQnet-A0": (59.0, 0.29, 1.6)}, 0),  # less accurate
+                          ({"SEQnet-A0": (61.0, 0.31, 1.6)}, 1),  # slower
+                          ({"SEQnet-A0": (61.0, 0.29, 1.4)}, 2),  # too little speedup
+                          ({"mobilenet_v3_small": (60.0, 0.30, 1.2)}, 3)):  # baseline gains
+        rows = {"SEQnet-A0": (61.0, 0.29, 1.6), "mobilenet_v3_small": (60.0, 0.30, 1.0),
+                **changed}
+        check = chapter.goal_check(_goal_table(**rows))
+        assert check.met[part] == "no" and (check.met == "yes").sum() == 3
+        assert not chapter.goal_met(check)
+    missing = chapter.goal_check(_goal_table(mobilenet_v3_small=(60.0, 0.30, 1.0)))
+    assert list(missing.met) == ["no row", "no row", "no row", "yes"]
+    recs = chapter.summary_records(pd.DataFrame(columns=["device", "model", "top1_int8",
+                                                         "top1_fp32", "int8_ms", "speedup",
+                                                         "artifact", "paper_speedup"]),
+                                   pd.DataFrame(), "holds", missing)
+    assert recs[-1]["name"] == "goal_met/table1/ort-vnni/SEQnet-A0" and recs[-1]["value"] == 0
+
+
 def test_models_that_barely_learned_decide_no_accuracy_claim():
     chance = {"mobilenet_v3_small": (11.0, 0.30, 1.0), "mobilenet_v3_large": (12.0, 0.60, 1),
               "SEQnet-A0": (13.0, 0.29, 2.0), "SEQnet-A0-alone": (12.5, 0.29, 2.0),

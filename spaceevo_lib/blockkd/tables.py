@@ -12,18 +12,19 @@ the paper's.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_path
-from ..data.reference import read_lut_csv
+from .._io import atomic_path, write_json
+from ..data.reference import LUT_COLUMNS, read_lut_csv
 from ..predictor.units import SpaceUnits, Unit, unit_cost
 from ..search.lut import StageTables
 from ..space.encoding import SpaceChoice, min_subnet
 from ..space.hyperspace import Hyperspace, as_hyperspace
-from .students import StageStudent, SubStage, held_out_nsr
+from .students import StageStudent, SubStage, held_out_nsr, parse_arch
 from .teacher import BlockKDError, FeatureBank, expected_sides
 
 
@@ -35,10 +36,12 @@ def table_resolutions(hs: Hyperspace) -> tuple[int, ...]:
     return tuple(min(hs.resolutions, key=lambda r: abs(r - w)) for w in want)
 
 
-def _units(student: StageStudent, sub: SubStage) -> list[Unit]:
-    hs = as_hyperspace(student.hyperspace)
-    spec, st = student.spec, student.stage_spec
-    hw = expected_sides(hs, sub.resolution)[student.stage_index - 1]
+def stage_units(hyperspace: str, stage: int, block: int, sub: SubStage) -> list[Unit]:
+    """The predictor's units of one sub-stage (stage 1..6, block index, setting): what a table
+    row describes, so any device's predictor can price it."""
+    hs = as_hyperspace(hyperspace)
+    spec, st = hs.block(block), hs.stage(f"stage{stage}")
+    hw = expected_sides(hs, sub.resolution)[stage - 1]
     units, cin = [], sub.cin
     for i, (k, w, e) in enumerate(sub.blocks):
         stride = st.stride if i == 0 else 1
@@ -56,7 +59,7 @@ def sample_table(student: StageStudent, bank: FeatureBank, window: int, samples:
     res = student.resolutions
     for j in range(samples):
         sub = student.sample_random(rng, window=window, resolution=res[j % len(res)])
-        units = _units(student, sub)
+        units = stage_units(student.hyperspace, student.stage_index, student.block_index, sub)
         cost = [unit_cost(u) for u in units]
         rows.append({"arch": sub.arch, "cin": sub.cin, "hw": units[0].hw,
                      "resolution": sub.resolution,
@@ -83,23 +86,93 @@ def write_table(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def read_tables(hyperspace: str, folder: Path, resolutions: tuple[int, ...]):
-    """Every ``stage{i}_{b}_{w}.csv`` of ``folder`` as :class:`~spaceevo_lib.search.lut.
-    StageTables`; BlockKDError when a stage, block or window of the hyperspace is missing."""
+def table_paths(hyperspace: str, folder: Path) -> dict[tuple[int, int, int], Path]:
+    """Every ``stage{i}_{b}_{w}.csv`` of ``folder`` by (stage, block, window); BlockKDError
+    when a stage, block or window of the hyperspace is missing."""
     hs = as_hyperspace(hyperspace)
-    frames, missing = {}, []
+    paths, missing = {}, []
     for s, n_w in enumerate(hs.window_counts, start=1):
         for b in range(len(hs.blocks)):
             for w in range(n_w):
                 p = Path(folder) / f"stage{s}_{b}_{w}.csv"
                 if p.is_file():
-                    frames[(s, b, w)] = read_lut_csv(p, hs.stride_before(s))
+                    paths[(s, b, w)] = p
                 else:
                     missing.append(p.name)
     if missing:
         raise BlockKDError(f"tables of {hs.name} in {folder} are incomplete: {len(missing)} of "
-                           f"{len(missing) + len(frames)} missing (e.g. {', '.join(missing[:3])})")
+                           f"{len(missing) + len(paths)} missing (e.g. {', '.join(missing[:3])})")
+    return paths
+
+
+#: Which device each latency column of a folder's tables is for, after the sampling job's own
+#: (written by :func:`price_tables`; a folder without it has the own column only).
+PRICED = "latency_devices.json"
+
+
+def priced_devices(folder: Path) -> tuple[str | None, list[str]]:
+    """The own device and the devices of the extra latency columns of ``folder``'s tables,
+    in column order ((None, []) for tables never priced on another device)."""
+    p = Path(folder) / PRICED
+    if not p.is_file():
+        return None, []
+    meta = json.loads(p.read_text())
+    return meta["own"], list(meta["extra"])
+
+
+def read_tables(hyperspace: str, folder: Path, resolutions: tuple[int, ...],
+                device: str | None = None):
+    """Every table of ``folder`` as :class:`~spaceevo_lib.search.lut.StageTables`, with the
+    latency of the sampling job's own device, or of ``device`` when the tables were priced on
+    it (:func:`price_tables`; BlockKDError when they were not)."""
+    hs = as_hyperspace(hyperspace)
+    own, extra = priced_devices(folder)
+    if device is not None and device != own and device not in extra:
+        have = ", ".join([own, *extra]) if own else "their own device only"
+        raise BlockKDError(f"tables of {hs.name} in {folder} have no {device} latency column "
+                           f"(priced for {have}): price them with "
+                           "blockkd.tables.price_tables first")
+    frames = {}
+    for key, p in table_paths(hs.name, folder).items():
+        df = read_lut_csv(p, hs.stride_before(key[0]), extra)
+        if device in extra:
+            df["latency_ms"] = df.pop(f"latency_ms_{device}")
+        frames[key] = df.drop(columns=[f"latency_ms_{d}" for d in extra], errors="ignore")
     return StageTables.from_frames(hs.name, frames, resolutions)
+
+
+def price_tables(hyperspace: str, folder: Path, own: str, predictors: dict) -> list[str]:
+    """Adds to every table of ``folder`` one INT8 latency column per device of ``predictors``
+    ({device: predictor of ``hyperspace``}), computed from the rows' sub-stage descriptions
+    (no student retrained, no job redone), after the own device's column; the same predictor
+    method as the sampling job's (:meth:`additive_ms`). Files already priced for exactly these
+    devices are left as they are. Returns the priced devices in column order."""
+    hs = as_hyperspace(hyperspace)
+    extra = [d for d in predictors if d != own]
+    for d in extra:
+        if predictors[d].hyperspace != hs.name:
+            raise BlockKDError(f"latency predictor {predictors[d].name} is for hyperspace "
+                               f"{predictors[d].hyperspace!r}, not {hs.name!r}")
+    if priced_devices(folder) != (own, extra):  # columns and their names change together
+        (Path(folder) / PRICED).unlink(missing_ok=True)
+    n_own = len(LUT_COLUMNS) + 1
+    for (s, b, _), p in table_paths(hs.name, folder).items():
+        text = p.read_text()
+        rows = [line.split(",")[:n_own] for line in text.splitlines()]
+        df = read_lut_csv(p, hs.stride_before(s),
+                          [f"old{i}" for i in range(text.split("\n", 1)[0].count(",") + 1
+                                                    - n_own)])
+        units = [stage_units(hs.name, s, b, SubStage(int(c), parse_arch(a), int(r)))
+                 for a, c, r in zip(df.arch, df.cin, df.resolution)]
+        for d in extra:
+            ms = np.clip(predictors[d].additive_ms(units, "int8"), 1e-4, None)
+            rows = [row + [f"{v:.5f}"] for row, v in zip(rows, ms)]
+        new = "".join(",".join(row) + "\n" for row in rows)
+        if new != text:  # a table priced already by the same predictors is left as it is
+            with atomic_path(p) as tmp:
+                tmp.write_text(new)
+    write_json(Path(folder) / PRICED, {"own": own, "extra": extra})
+    return extra
 
 
 def other_latency(hyperspace: str, predictor, resolutions: tuple[int, ...]) -> dict[int, float]:

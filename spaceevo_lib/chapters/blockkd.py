@@ -410,6 +410,38 @@ def compare_devices(best: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def devices_differ(picks: dict[str, list[str]]) -> pd.DataFrame:
+    """The paper's devices question asked on one hyperspace, by the rule fixed before the
+    numbers: ``picks`` maps each device to the spaces (encodings of one hyperspace) its
+    evolution seeds chose under its own latency limits. A stage differs between two devices
+    when every seed on one picks the same block and no seed on the other picks it. One row
+    per stage: each device's picks (block code x seeds) and whether it differs."""
+    devices = list(picks)
+    spaces = {d: [SpaceChoice.decode(e) for e in encs] for d, encs in picks.items()}
+    hs = {sp.hyperspace for d in devices for sp in spaces[d]}
+    if len(hs) != 1:
+        raise ValueError(f"the devices question needs one hyperspace; got {sorted(hs)}")
+    if any(not spaces[d] for d in devices):
+        raise ValueError("every device needs at least one evolved space")
+    hyperspace = as_hyperspace(hs.pop())
+    rows = []
+    for i in range(6):
+        chosen = {d: [sp.blocks[i] for sp in spaces[d]] for d in devices}
+        differ = any(len(set(chosen[a])) == 1 and chosen[a][0] not in chosen[b]
+                     for a in devices for b in devices if a != b)
+        rows.append({"stage": f"stage{i + 1}",
+                     **{d: ", ".join(f"{hyperspace.block(b).code} x{chosen[d].count(b)}"
+                                     for b in sorted(set(chosen[d])))
+                        for d in devices},
+                     "differ": differ})
+    return pd.DataFrame(rows)
+
+
+def devices_verdict(table: pd.DataFrame) -> int:
+    """1 when some stage differs between the devices (:func:`devices_differ`), else 0."""
+    return int(table["differ"].any())
+
+
 def summary_records(device: str, scores: pd.DataFrame) -> list[dict]:
     """``qt_best``, ``qt_best_space``, ``qt_uniform_best(_std)`` and ``qt/own-<device>/<enc>``."""
     tag = f"own-{device}"

@@ -11,6 +11,7 @@ import functools
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 import yaml
@@ -82,7 +83,7 @@ def lut_path(hyperspace: str, stage: int, block: int, window: int,
     return reference_file(rel, root)
 
 
-def read_lut_csv(path: Path, stride_before: int):
+def read_lut_csv(path: Path, stride_before: int, extra_latency: Sequence[str] = ()):
     """A LUT file in the published row format (no header; one sub-stage per row:
     ``arch, 1xCINxHxW, nsr, MFLOPs, Mparams, INT8 ms``) as a DataFrame with columns ``arch``
     (``k#w#e`` per block joined by ``_``), ``depth``, ``cin``, ``hw`` (stage input side),
@@ -91,12 +92,18 @@ def read_lut_csv(path: Path, stride_before: int):
     The published files leave the resolution implicit (``hw`` times the stride before the
     stage, ``stride_before``); tables this study builds at 24-32 px, where late stages have
     the same side at several resolutions, add it as a seventh column, which is read when
-    present."""
+    present; after it, one INT8 latency column per device of ``extra_latency`` (this study's
+    tables priced on a second device), read as ``latency_ms_<device>``."""
     df = pd.read_csv(path, header=None)
-    if df.shape[1] not in (len(LUT_COLUMNS), len(LUT_COLUMNS) + 1):
+    n = len(LUT_COLUMNS)
+    allowed = (n + 1 + len(extra_latency),) if extra_latency else (n, n + 1)
+    if df.shape[1] not in allowed:
         raise CorruptDataError(f"{path}: {df.shape[1]} columns; expected {LUT_COLUMNS} "
-                               "(and optionally the resolution)")
-    df.columns = list(LUT_COLUMNS) + (["res"] if df.shape[1] > len(LUT_COLUMNS) else [])
+                               "(and optionally the resolution"
+                               + (f", then latency on {', '.join(extra_latency)})"
+                                  if extra_latency else ")"))
+    df.columns = list(LUT_COLUMNS) + (["res"] if df.shape[1] > n else []) + \
+        [f"latency_ms_{d}" for d in extra_latency]
     if df.isna().any().any() or len(df) == 0:
         raise CorruptDataError(f"{path}: empty or malformed rows (expected {LUT_COLUMNS})")
     shape = df.pop("input_shape").str.split("x", expand=True).astype(int)

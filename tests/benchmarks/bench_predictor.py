@@ -1,14 +1,16 @@
 """Benchmark of the predictor chapter: first-run time, accuracy beside repeatability, speed.
 
-Targets (issue "latency ground truth that repeats"): the chapter at ``default`` within 15
-minutes for its first run, measurements included, on 2 cores; at least 95 % of held-out
-networks within +-10 % on ``ort-vnni`` INT8 (and at the training scale on both devices),
+Targets (issue "predictors that meet nn-Meter's bar on every device"): the chapter at
+``default`` within 22 minutes for its first run, measurements included, on 2 cores (60
+held-out networks per device at the training scale, 10 additivity subnets, two cross
+predictors); at least 95 % of held-out networks within +-10 % (the point estimate, its 95 %
+Wilson interval beside) for INT8 on every device and scale and for FP32 at the training scale,
 beside the ground truth's own split-half repeatability; at least 10,000 subnet predictions per
 second on one core.
 
 By default the chapter is executed here from an empty runs folder (a first run, as on a clean
 clone), then its tables are read; ``--existing`` reads the last run at ``--profile`` instead.
-Run with ``make bench-predictor`` (about 15 minutes); it prints the figures and exits non-zero
+Run with ``make bench-predictor`` (about 22 minutes); it prints the figures and exits non-zero
 when a target is missed. Not part of the test suite: timings belong in benchmarks.
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from _chapter import run_chapter
 
-TARGET_MIN = {"smoke": 3, "default": 15}
+TARGET_MIN = {"smoke": 3, "default": 22}
 
 
 def report(profile: str, seconds: float | None) -> bool:
@@ -34,7 +36,9 @@ def report(profile: str, seconds: float | None) -> bool:
     side = run.load("side_by_side")
     for _, r in side.iterrows():
         line = (f"{r.device} {r.hyperspace} {r.precision.upper()}: {r.within_10pct:.0f} % of "
-                f"{r.networks} held-out networks within +-10 % (5 %: {r.within_5pct:.0f} %, "
+                f"{r.networks} held-out networks within +-10 % (95 % interval "
+                f"{r.within_10pct_ci_low:.0f}-{r.within_10pct_ci_high:.0f} %; 5 %: "
+                f"{r.within_5pct:.0f} %, "
                 f"RMSPE {r.rmspe_pct:.1f} %); ground truth halves within +-10 %: "
                 f"{r.repeat_within_10pct:.0f} % ({r.statistic})")
         if r.target_met is not None and r.target_met == r.target_met:
