@@ -275,6 +275,52 @@ def test_own_tables_are_priced_on_a_second_device_from_their_rows(tmp_path):
                                        2 * before.table(*key).latency_ms[k], atol=2e-5)
 
 
+def test_a_hyperspace_evolved_under_another_devices_limits_answers_the_devices_question(
+        tmp_path):
+    """The 2 x 2 flow on made-up tables: onnxw-train's tables priced on tflite (twice the
+    cost), evolved under tflite's limits, set beside the own device's evolutions; records."""
+    from types import SimpleNamespace
+
+    from spaceevo_lib.search.evolution import EvolutionConfig
+    folder = tmp_path / "tables" / "onnxw-train"
+    _made_up_tables(folder, "onnxw-train", FakePredictor("onnxw-train"))
+    the_plan = SimpleNamespace(devices=["ort-vnni", "tflite"],
+                               hyperspaces={"ort-vnni": "onnxw-train",
+                                            "tflite": "mobilew-train"},
+                               evolution=EvolutionConfig(population=6, sample_size=3,
+                                                         max_evaluated=10),
+                               evolution_seeds=[0, 1])
+    students = SimpleNamespace(out=tmp_path, resolutions=RES)
+    cross = {("tflite", "onnxw-train"): _Doubled("onnxw-train")}
+    luts.price_tables("onnxw-train", folder, "ort-vnni", {"tflite": cross[("tflite",
+                                                                            "onnxw-train")]})
+    ev = chapter.evolve_on_other_devices(students, the_plan, cross, {"tflite": (1.0,)}, 200)
+    assert ev[["hyperspace", "device", "seed"]].values.tolist() == [
+        ["onnxw-train", "tflite", 0], ["onnxw-train", "tflite", 1]]
+    assert all(e.startswith("onnxw-train-") for e in ev.encoding)
+    again = chapter.evolve_on_other_devices(students, the_plan, cross, {"tflite": (1.0,)}, 200)
+    pd.testing.assert_frame_equal(ev, again)  # seeded
+    scores = {"ort-vnni": pd.DataFrame({
+        "space": ["evolved (seed 0)", "evolved (seed 1)", "all MBv3Res"],
+        "kind": ["evolved", "evolved", "hand-designed"],
+        "encoding": ["onnxw-train-222222-000000"] * 2 + ["onnxw-train-000000-111111"],
+        "qt_mean": [0.5, 0.4, 0.3]})}
+    own = chapter.own_evolutions(the_plan, scores)
+    assert own.seed.tolist() == [0, 1] and own.device.tolist() == ["ort-vnni"] * 2
+    evolutions = pd.concat([own, ev], ignore_index=True)
+    table = chapter.devices_table(the_plan, evolutions)
+    asked = table[table.hyperspace == "onnxw-train"]
+    assert len(asked) == 6 and {"picks on ort-vnni", "picks on tflite"} <= set(table)
+    assert table[table.hyperspace == "mobilew-train"].differ.isna().all()  # not asked
+    recs = {r["name"]: r["value"] for r in chapter.devices_records(evolutions, table)}
+    assert recs["qt_best_space/own-ort-vnni/onnxw-train"] == "onnxw-train-222222-000000"
+    assert "qt_best_space/own-tflite/onnxw-train" in recs
+    assert recs["verdict/devices_differ/onnxw-train"] == \
+        int(chapter.devices_differ({"a": own.encoding.tolist(),
+                                    "b": ev.encoding.tolist()}).differ.any())
+    assert "verdict/devices_differ/mobilew-train" not in recs
+
+
 def test_tables_with_a_missing_stage_are_refused(tmp_path):
     (tmp_path / "stage1_0_0.csv").write_text("3#32#0,1x16x32x32,0.5,1.0,0.01,0.1,32\n")
     with pytest.raises(BlockKDError, match="incomplete"):

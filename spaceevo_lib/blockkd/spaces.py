@@ -46,9 +46,10 @@ def hand_designed(hyperspace: str) -> dict[str, SpaceChoice]:
 
 
 def evolve_spaces(tables, other_ms: dict, qt: QTConfig, evo: EvolutionConfig,
-                  seeds: Sequence[int]):
+                  seeds: Sequence[int], random_baseline: bool = True):
     """Per seed, one aging evolution and, at equal cost (as many spaces scored), one random
-    search; returns (evolution histories, {label: space} of each search's best)."""
+    search (unless ``random_baseline`` is off); returns (evolution histories, {label: space}
+    of each search's best)."""
     hs = tables.hyperspace
     histories, best = [], {}
     for s in seeds:
@@ -56,14 +57,17 @@ def evolve_spaces(tables, other_ms: dict, qt: QTConfig, evo: EvolutionConfig,
         res = aging_evolution(hs, scorer, replace(evo, seed=s))
         histories.append(res.history.assign(seed=s))
         best[f"evolved (seed {s})"] = res.best
-        best[f"random search (seed {s})"] = random_search(hs, scorer, len(res.history), s)[0]
+        if random_baseline:
+            best[f"random search (seed {s})"] = random_search(hs, scorer, len(res.history),
+                                                              s)[0]
     return pd.concat(histories, ignore_index=True), best
 
 
 def score_all(tables, other_ms: dict, qt: QTConfig, evolved: dict[str, SpaceChoice],
               noise_seeds: Sequence[int]) -> pd.DataFrame:
     """Q-T mean and std over ``noise_seeds`` of the searched (evolved, random), hand-designed,
-    uniform and published spaces, one row each (a space listed under two names is scored once per name)."""
+    uniform and published spaces, one row each (a space listed under two names is scored once
+    per name)."""
     hs = tables.hyperspace
     spaces = {**{k: ("evolved" if k.startswith("evolved") else "random", v)
                  for k, v in evolved.items()},

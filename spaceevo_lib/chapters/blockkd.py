@@ -19,12 +19,14 @@ import pandas as pd
 
 from .. import config
 from ..blockkd.jobs import JobContext, JobSettings, histories, job_folder_name, jobs_of, run_jobs
-from ..blockkd.tables import other_latency, read_tables, table_resolutions
+from ..blockkd.spaces import evolve_spaces
+from ..blockkd.tables import other_latency, price_tables, read_tables, table_resolutions
 from ..blockkd.teacher import (BlockKDError, boundary_table, describe_banks, feature_bank,
                                split_agreement, stage_boundaries, take_images, teacher_images)
 from ..data.paper import paper_value
 from ..predictor import target_hyperspace
 from ..search.evolution import EvolutionConfig, describe_spaces
+from ..search.qt import QTConfig
 from ..space import SpaceChoice, as_hyperspace
 from ..store import MissingResultError, Run, record
 from ..train.config import TrainConfig
@@ -408,6 +410,112 @@ def compare_devices(best: dict[str, str]) -> pd.DataFrame:
         row["same block"] = len({codes[d][i] for d in devices}) == 1
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def cross_predictors(the_plan: BlockKDPlan, profile: str) -> dict:
+    """{(device, hyperspace): predictor} of each designed hyperspace on every other designed
+    device: the predictor chapter's cross targets (e.g. ``tflite:onnxw``); pairs it did not
+    build are left out, and :func:`devices_table` says so."""
+    out = {}
+    for hs in the_plan.hyperspaces.values():
+        for d in the_plan.devices:
+            if the_plan.hyperspaces[d] != hs:
+                try:
+                    out[(d, hs)] = predictor_chapter.load_predictor(d, profile=profile,
+                                                                    hyperspace=hs)
+                except FileNotFoundError:
+                    pass
+    return out
+
+
+def price_own_tables(students: Students, the_plan: BlockKDPlan, cross: dict) -> dict:
+    """Every own table priced on each other device with a predictor of its hyperspace
+    (:func:`~spaceevo_lib.blockkd.tables.price_tables`: from the rows, no student retrained);
+    returns {hyperspace: [devices with a latency column, own first]}."""
+    priced = {}
+    for own, hs in the_plan.hyperspaces.items():
+        extra = {d: p for (d, h), p in cross.items() if h == hs}
+        price_tables(hs, students.out / "tables" / hs, own, extra)
+        priced[hs] = [own, *extra]
+    return priced
+
+
+def evolve_on_other_devices(students: Students, the_plan: BlockKDPlan, cross: dict,
+                            limits: dict, qt_samples: int) -> pd.DataFrame:
+    """Each hyperspace evolved under each other device's limits, on its tables' latency
+    column for that device (same seeds, evolution and Q-T as the own device's): one row per
+    (hyperspace, device, seed) with the evolved space and its Q-T score."""
+    rows = []
+    for (d, hs), pred in cross.items():
+        tables = read_tables(hs, students.out / "tables" / hs, students.resolutions, device=d)
+        other = other_latency(hs, pred, students.resolutions)
+        qt = QTConfig(n_samples=qt_samples, constraints_ms=((hs, limits[d]),))
+        hist, _ = evolve_spaces(tables, other, qt, the_plan.evolution,
+                                the_plan.evolution_seeds, random_baseline=False)
+        for seed, h in hist.groupby("seed", sort=True):
+            top = h.iloc[int(np.argmax(h.score.to_numpy()))]
+            rows.append({"hyperspace": hs, "device": d, "seed": int(seed),
+                         "encoding": top.encoding, "qt": float(top.score)})
+    return pd.DataFrame(rows, columns=["hyperspace", "device", "seed", "encoding", "qt"])
+
+
+def own_evolutions(the_plan: BlockKDPlan, scores: dict) -> pd.DataFrame:
+    """The own device's evolved spaces per seed (from the chapter's scores), in the rows of
+    :func:`evolve_on_other_devices`."""
+    rows = []
+    for d, sc in scores.items():
+        evo = sc[sc.kind == "evolved"]
+        for r in evo.itertuples():
+            rows.append({"hyperspace": the_plan.hyperspaces[d], "device": d,
+                         "seed": int(r.space.split("seed ")[1].rstrip(")")),
+                         "encoding": r.encoding, "qt": float(r.qt_mean)})
+    return pd.DataFrame(rows, columns=["hyperspace", "device", "seed", "encoding", "qt"])
+
+
+def devices_question(students: Students, the_plan: BlockKDPlan, scores: dict, limits: dict,
+                     profile: str, qt_samples: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's devices question on one hyperspace: every own table priced on the other
+    designed devices, each hyperspace evolved under their limits too; returns (the
+    evolutions per hyperspace, device and seed; :func:`devices_table`)."""
+    cross = cross_predictors(the_plan, profile)
+    price_own_tables(students, the_plan, cross)
+    evolutions = pd.concat([own_evolutions(the_plan, scores),
+                            evolve_on_other_devices(students, the_plan, cross, limits,
+                                                    qt_samples)], ignore_index=True)
+    return evolutions, devices_table(the_plan, evolutions)
+
+
+def devices_table(the_plan: BlockKDPlan, evolutions: pd.DataFrame) -> pd.DataFrame:
+    """Per designed hyperspace, the devices question (:func:`devices_differ`) where it has
+    evolutions on two devices, stage by stage; a hyperspace without the other device's
+    predictor is listed as not asked."""
+    out = []
+    for hs in the_plan.hyperspaces.values():
+        ev = evolutions[evolutions.hyperspace == hs]
+        picks = {d: g.sort_values("seed").encoding.tolist()
+                 for d, g in ev.groupby("device", sort=False)}
+        if len(picks) < 2:
+            out.append(pd.DataFrame([{"hyperspace": hs, "stage": "-", "differ": None}]))
+            continue
+        table = devices_differ(picks).rename(columns=lambda c: f"picks on {c}"
+                                             if c in picks else c)
+        out.append(table.assign(hyperspace=hs))
+    df = pd.concat(out, ignore_index=True)
+    return df[["hyperspace", "stage", *[c for c in df if c.startswith("picks on")], "differ"]]
+
+
+def devices_records(evolutions: pd.DataFrame, table: pd.DataFrame) -> list[dict]:
+    """``qt_best_space/own-<device>/<hyperspace>`` (the best seed's space) for each cell of
+    the evolutions, ``verdict/devices_differ/<hyperspace>`` (1 differ, 0 same) where asked."""
+    out = []
+    for (hs, d), g in evolutions.groupby(["hyperspace", "device"], sort=False):
+        out.append(record(f"qt_best_space/own-{d}/{hs}",
+                          str(g.sort_values("qt", ascending=False).encoding.iloc[0]),
+                          "encoding"))
+    for hs, g in table.groupby("hyperspace", sort=False):
+        if g.differ.notna().all():
+            out.append(record(f"verdict/devices_differ/{hs}", devices_verdict(g), "verdict"))
+    return out
 
 
 def devices_differ(picks: dict[str, list[str]]) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from .. import config
 from .._io import file_hash
 from ..blockkd.spaces import mapped_published
 from ..blockkd.students import parse_arch
+from ..blockkd.tables import priced_devices
 from ..data.reference import read_lut_csv
 from ..latency.protocol import Protocol
 from ..nn.subnet import build_subnet
@@ -289,12 +290,12 @@ def table_subnets(space: SpaceChoice, tables_folder: Path, n: int, seed: int,
     as a random subnet draws them), so that each subnet's sum of per-stage NSR, the block-wise
     proxy, is known exactly. Rows: subnet encoding, resolution, nsr_sum."""
     hs = as_hyperspace(space.hyperspace)
-    frames = {}
+    frames, extra = {}, priced_devices(tables_folder)[1]  # (latency columns are not used)
     for i, (b, w) in enumerate(zip(space.blocks, space.windows), start=1):
         path = Path(tables_folder) / f"stage{i}_{b}_{w}.csv"
         if not path.is_file():
             raise MissingResultError(f"no own table {path}: run the block-wise chapter")
-        frames[i] = read_lut_csv(path, hs.stride_before(i))
+        frames[i] = read_lut_csv(path, hs.stride_before(i), extra)
     common = set.intersection(*(set(f.resolution) for f in frames.values()))
     res = tuple(sorted(common if resolutions is None else set(resolutions) & common))
     if not res:
