@@ -31,6 +31,24 @@ def test_there_are_code_solutions():
     assert any(label == "ex-int8-open" for _, label, _ in code_solutions())
 
 
+def test_every_pipeline_chapter_has_exercises_whose_solutions_are_checked_code():
+    """Each chapter of the pipeline has exercises, and every exercise's solution holds code
+    that asserts its answer (run by :func:`test_code_solution_runs`), so a solution that
+    breaks fails CI."""
+    with_code = {}
+    for chapter, label, code in code_solutions():
+        with_code.setdefault(chapter, set()).add(label)
+        assert "assert " in code, f"{label}: the solution's code checks nothing"
+    for name, ch in chapters().items():
+        if name in ("intro", "course", "scorecard"):
+            continue
+        text = (project_root() / "notebooks" / ch.notebook).read_text()
+        labels = set(re.findall(r":label: (ex-[\w-]+)", text))
+        assert len(labels) >= 2, f"{name}: fewer than two exercises"
+        missing = labels - with_code.get(name, set())
+        assert not missing, f"{name}: solutions without checked code: {sorted(missing)}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter, label, code", code_solutions(),
                          ids=[s[1] for s in code_solutions()])

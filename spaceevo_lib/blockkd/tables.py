@@ -159,9 +159,10 @@ def price_tables(hyperspace: str, folder: Path, own: str, predictors: dict) -> l
     for (s, b, _), p in table_paths(hs.name, folder).items():
         text = p.read_text()
         rows = [line.split(",")[:n_own] for line in text.splitlines()]
-        df = read_lut_csv(p, hs.stride_before(s),
-                          [f"old{i}" for i in range(text.split("\n", 1)[0].count(",") + 1
-                                                    - n_own)])
+        if any(len(r) != n_own for r in rows):
+            raise BlockKDError(f"{p}: not one of this study's tables (published format plus "
+                               "the resolution column)")
+        df = read_lut_csv(p, hs.stride_before(s))  # (whatever columns it was priced with)
         units = [stage_units(hs.name, s, b, SubStage(int(c), parse_arch(a), int(r)))
                  for a, c, r in zip(df.arch, df.cin, df.resolution)]
         for d in extra:

@@ -83,7 +83,7 @@ def lut_path(hyperspace: str, stage: int, block: int, window: int,
     return reference_file(rel, root)
 
 
-def read_lut_csv(path: Path, stride_before: int, extra_latency: Sequence[str] = ()):
+def read_lut_csv(path: Path, stride_before: int, extra_latency: Sequence[str] | None = None):
     """A LUT file in the published row format (no header; one sub-stage per row:
     ``arch, 1xCINxHxW, nsr, MFLOPs, Mparams, INT8 ms``) as a DataFrame with columns ``arch``
     (``k#w#e`` per block joined by ``_``), ``depth``, ``cin``, ``hw`` (stage input side),
@@ -92,18 +92,21 @@ def read_lut_csv(path: Path, stride_before: int, extra_latency: Sequence[str] = 
     The published files leave the resolution implicit (``hw`` times the stride before the
     stage, ``stride_before``); tables this study builds at 24-32 px, where late stages have
     the same side at several resolutions, add it as a seventh column, which is read when
-    present; after it, one INT8 latency column per device of ``extra_latency`` (this study's
-    tables priced on a second device), read as ``latency_ms_<device>``."""
+    present; after it, one INT8 latency column per further device (this study's tables priced
+    on a second device, :func:`spaceevo_lib.blockkd.tables.price_tables`), read as
+    ``latency_ms_<device>`` for the devices ``extra_latency`` names (``latency_ms_2``, ...
+    when it is None)."""
     df = pd.read_csv(path, header=None)
     n = len(LUT_COLUMNS)
-    allowed = (n + 1 + len(extra_latency),) if extra_latency else (n, n + 1)
-    if df.shape[1] not in allowed:
+    n_extra = max(0, df.shape[1] - n - 1)
+    names = [f"latency_ms_{i + 2}" for i in range(n_extra)] if extra_latency is None \
+        else [f"latency_ms_{d}" for d in extra_latency]
+    if df.shape[1] < n or len(names) != n_extra:
         raise CorruptDataError(f"{path}: {df.shape[1]} columns; expected {LUT_COLUMNS} "
                                "(and optionally the resolution"
                                + (f", then latency on {', '.join(extra_latency)})"
                                   if extra_latency else ")"))
-    df.columns = list(LUT_COLUMNS) + (["res"] if df.shape[1] > n else []) + \
-        [f"latency_ms_{d}" for d in extra_latency]
+    df.columns = list(LUT_COLUMNS) + (["res"] if df.shape[1] > n else []) + names
     if df.isna().any().any() or len(df) == 0:
         raise CorruptDataError(f"{path}: empty or malformed rows (expected {LUT_COLUMNS})")
     shape = df.pop("input_shape").str.split("x", expand=True).astype(int)
