@@ -1,5 +1,6 @@
 # One command builds the book, one runs the tests; both create the environment first.
-#   make book                      execute every chapter (PROFILE=default) and build _build/html
+#   make book                      fetch missing data, execute every chapter (PROFILE=default),
+#                                  build _build/html
 #   make book PROFILE=smoke        the same in minutes
 #   make chapter NB=data PARAMS="-p resolution 32"   rerun one chapter, rebuild the HTML
 #   make test                      the test suite (executes every chapter at smoke, builds the book)
@@ -30,7 +31,10 @@ chapter: venv
 	@test -n "$(NB)" || (echo "usage: make chapter NB=<chapter> PARAMS='-p name value ...'"; exit 2)
 	$(BIN)/spaceevo chapter $(NB) $(PARAMS)
 
+# Missing data is fetched first (internet); offline, the message says how to get it and the
+# tests that need the data are skipped.
 test: venv
+	$(BIN)/spaceevo fetch missing || echo "[make test] data not fetched: tests that need it are skipped"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: venv

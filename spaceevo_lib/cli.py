@@ -4,6 +4,8 @@
     spaceevo chapter data -p resolution 32     rerun one chapter with new parameters, rebuild
     spaceevo params data                       a chapter's parameters and profile values
     spaceevo fetch imagenette                  download + convert the originals (internet)
+    spaceevo fetch missing                     every data set the book lacks (`make book` and
+                                               `make test` do this first)
     spaceevo lab --profile smoke               JupyterLab on the notebooks (`make lab`)
     spaceevo train mobilenet_v3_small -o epochs 3   train one network on Imagenette (also
                                                under torchrun; see spaceevo_lib.train.run)
@@ -22,7 +24,7 @@ import sys
 from . import book
 from .config import PROFILES, ParameterError, chapters, check_profile, get_chapter, parse_cli_value
 from .data.errors import DataError
-from .data.fetch import fetch
+from .data.fetch import ensure_data, fetch
 from .settings import PROFILE_ENV, project_root, runs_dir
 from .store import MissingResultError
 
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("params", help="show a chapter's parameters")
     p.add_argument("name")
     f = sub.add_parser("fetch", help="download the original data (needs internet)")
-    f.add_argument("name", choices=["imagenette", "spaceevo-reference"])
+    f.add_argument("name", choices=["imagenette", "spaceevo-reference", "missing"],
+                   help="a data set, or 'missing': every data set the book needs that the data "
+                   "directory lacks")
     lab = sub.add_parser("lab", help="JupyterLab on the notebooks, kernels at a quick profile")
     lab.add_argument("--profile", default="smoke", help="the profile of notebooks whose "
                      "parameters cell says 'default' (default: smoke)")
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "book":
+            ensure_data()  # a fresh machine: the data first (offline: the two ways to get it)
             index = book.build_book(args.profile, html=not args.no_html)
             print(f"[spaceevo] book: {index}" if index else "[spaceevo] chapters executed")
         elif args.cmd == "chapter":
@@ -93,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[spaceevo] supernets: {out}")
         elif args.cmd == "params":
             _print_params(args.name)
+        elif args.name == "missing":
+            print(f"[spaceevo] data: {', '.join(ensure_data()) or 'nothing missing'}")
         else:
             fetch(args.name)
     except (ParameterError, DataError, MissingResultError, book.ChapterFailed) as e:

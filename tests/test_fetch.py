@@ -287,3 +287,28 @@ def test_packaged_reference_manifest():
     man = F.reference_manifest()
     assert len(man["files"]) == 346 and len(man["commit"]) == 40
     assert all(len(e["sha256"]) == 64 for e in man["files"].values())
+
+
+def test_the_book_command_fetches_what_is_missing_and_offline_says_how_to_get_it(
+        upstream, tmp_path):
+    """``make book`` / ``make test`` call ensure_data first: on a fresh machine it fetches
+    both data sets (here over file:// URLs), then nothing; offline it stops with the message
+    naming the URL and the two ways to get the data, leaving nothing half-written."""
+    root, files, _ = upstream
+    src = tmp_path / "src" / "imagenette2-160.tgz"
+    src.parent.mkdir()
+    make_archive(src)
+    options = {"imagenette": {"url": src.as_uri(), "md5": md5(src),
+                              "train_per_class": {64: PER_CLASS}},
+               "spaceevo_reference": {"base_url": root.as_uri()}}
+    data = tmp_path / "data"
+    assert F.missing_data(data) == ["imagenette", "spaceevo-reference"]
+    assert F.ensure_data(data, **options) == ["imagenette", "spaceevo-reference"]
+    assert F.missing_data(data) == [] and F.ensure_data(data, **options) == []
+    offline = tmp_path / "offline"
+    gone = (tmp_path / "nowhere" / "imagenette2-160.tgz").as_uri()
+    with pytest.raises(DataError) as e:
+        F.ensure_data(offline, imagenette={"url": gone})
+    assert gone in str(e.value) and "SPACEEVO_DATA_DIR" in str(e.value)
+    assert files_under(offline) == []
+

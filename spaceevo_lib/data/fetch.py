@@ -257,3 +257,30 @@ def fetch(name: str, data_dir: Path | None = None, **kw: Any) -> Any:
         allowed = ", ".join(FETCHERS)
         raise ValueError(f"unknown data set {name!r}; choose one of: {allowed}") from None
     return fetcher(data_dir, **kw)
+
+
+def missing_data(data_dir: Path | None = None) -> list[str]:
+    """The data sets a book build needs whose files are not in the data directory (existence
+    only: every chapter verifies sha256 before it reads a file)."""
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    out = []
+    if not all((root / "imagenette" / f"imagenette-{s}.npz").is_file()
+               for s in IMAGENETTE_SIZES):
+        out.append("imagenette")
+    if not all((root / REFERENCE_NAME / rel).is_file() for rel in reference_manifest()["files"]):
+        out.append(REFERENCE_NAME)
+    return out
+
+
+def ensure_data(data_dir: Path | None = None, **options: Mapping[str, Any]) -> list[str]:
+    """Fetch every data set :func:`missing_data` names (what ``make book`` and ``make test``
+    do first, so that one command sets a fresh machine up); returns the names fetched.
+    ``options``: per data set, keyword arguments of its fetcher (tests pass ``file://`` URLs).
+    Offline, the failed download's DataError keeps the two ways to get the data."""
+    fetched = []
+    for name in missing_data(data_dir):
+        print(f"[spaceevo] {name} is not in the data directory: fetching it", flush=True)
+        fetch(name, data_dir, **options.get(name.replace("-", "_"), {}))
+        fetched.append(name)
+    return fetched
+
