@@ -53,8 +53,17 @@ def test_calibration_inputs_keep_image_structure(images):
 
 @needs_data
 def test_calibration_images_are_real_and_normalised():
+    """Undoing the ImageNet normalisation gives 8-bit pixels again (so the images are real
+    and normalised exactly once); unnormalised 0-1 images would not land on the 1/255 grid."""
+    import numpy as np
+    from spaceevo_lib.data.imagenette import IMAGENET_MEAN, IMAGENET_STD
     x = calibration_images(6, seed=1)
-    assert x.shape == (6, 3, 64, 64) and -1 < float(x.mean()) < 1
+    assert x.shape == (6, 3, 64, 64) and x.dtype == np.float32
+    pixels = 255 * (x * np.array(IMAGENET_STD)[:, None, None]
+                    + np.array(IMAGENET_MEAN)[:, None, None])
+    assert pixels.min() > -0.01 and pixels.max() < 255.01
+    np.testing.assert_allclose(pixels, np.round(pixels), atol=1e-3)
+    assert float(x.std()) > 0.5  # many distinct pixel values, not one flat image
 
 
 def test_tflite_devices_share_conversions_only_for_the_same_network(images, tmp_path):

@@ -42,8 +42,15 @@ def test_mbv2_with_expand_one_skips_the_expansion_conv():
 @pytest.mark.parametrize("name", list_operators())
 def test_operators_run_on_their_input_shape(name):
     shape = operator_input_shape(name, 16, 8)
-    y = create_operator(name, 16).eval()(torch.randn(*shape))
-    assert y.shape[0] == 1
+    op = create_operator(name, 16).eval()
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(*shape), torch.randn(*shape)
+    with torch.no_grad():
+        y1, y2 = op(x1), op(x2)
+    assert y1.shape[0] == 1 and y1.numel() > 0 and torch.isfinite(y1).all()
+    assert not torch.equal(y1, y2)  # it computes from its input (not a constant)
+    with torch.no_grad():
+        assert torch.equal(op(x1), y1)  # eval mode: deterministic
 
 
 def test_bad_names_and_sizes_are_rejected():
