@@ -70,7 +70,8 @@ def test_tflite_devices_share_conversions_only_for_the_same_network(images, tmp_
     from spaceevo_lib.latency.devices import get_device
     shape = (1, 8, 8, 8)
     calib = calibration_inputs(images, shape)
-    add, gap = (ZooItem("operator", op, (("channels", 8), ("hw", 8))).build() for op in ("add", "gap"))
+    add, gap = (ZooItem("operator", op, (("channels", 8), ("hw", 8))).build()
+                for op in ("add", "gap"))
     a = get_device("tflite").compile(add, shape, calib, tmp_path)
     b = get_device("tflite-noxnn").compile(gap, shape, calib, tmp_path)
     assert a.fp32.run(calib[:1]).shape != b.fp32.run(calib[:1]).shape
