@@ -291,6 +291,24 @@ def test_error_metrics_are_nn_meters():
     assert m["rmse_ms"] == pytest.approx(np.sqrt((0 + 0.0064 + 0.04 + 0.25) / 4))
 
 
+def test_a_unit_outside_the_fitted_range_is_named_by_its_feature():
+    ut, whole, _ = _tables()
+    p = LatencyPredictor("ort-vnni", HS, "kernel").fit(ut, whole)
+    fitted = p.units_table.iloc[0]
+    inside = frame_units(p.units_table)[:5]
+    assert p.out_of_range([inside]) == []
+    p.check_range([inside])
+    code = fitted["code"]
+    top = p.units_table[p.units_table.code == code].cout.max()
+    wide = inside[0]._replace(code=code, cout=int(top) + 8)
+    msg = p.out_of_range([[wide]])
+    assert len(msg) == 1 and f"a {code} block with cout = {int(top) + 8} is outside" in msg[0]
+    with pytest.raises(ValueError, match=f"{code} block with cout"):
+        p.check_range([inside, [wide]])
+    unseen = inside[0]._replace(code="NoSuchBlock")
+    assert "fitted on no NoSuchBlock block" in p.out_of_range([[unseen]])[0]
+
+
 def test_the_share_within_10pct_carries_its_wilson_interval():
     from spaceevo_lib.predictor.model import wilson_interval
     lo, hi = wilson_interval(24, 25)  # Wilson (1927); the textbook value for 24 of 25

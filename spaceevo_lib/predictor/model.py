@@ -401,6 +401,42 @@ class LatencyPredictor:
             return np.empty(0)
         return self.terms(parts, precision) @ np.asarray(self.composition[precision])
 
+    # --- range
+
+    #: The configuration a unit's features come from, checked against the fitted units.
+    RANGE_FEATURES = ("cin", "cout", "hw", "k", "e")
+
+    def out_of_range(self, parts: Sequence[Sequence[Unit]]) -> list[str]:
+        """Why each unit outside what this predictor was fitted on is outside (a block type it
+        never saw, or a feature beyond that block type's fitted range); [] when all are in."""
+        if self.units_table is None:
+            raise RuntimeError("fit the predictor before asking about its range")
+        fitted = self.units_table.groupby("code")[list(self.RANGE_FEATURES)].agg(["min", "max"])
+        out, seen = [], set()
+        for u in (u for p in parts for u in p):
+            if u in seen:
+                continue
+            seen.add(u)
+            if u.code not in fitted.index:
+                out.append(f"{self.name} was fitted on no {u.code} block (fitted: "
+                           f"{', '.join(fitted.index)})")
+                continue
+            for f in self.RANGE_FEATURES:
+                lo, hi, v = fitted.loc[u.code, (f, "min")], fitted.loc[u.code, (f, "max")], \
+                    getattr(u, f)
+                if not lo <= v <= hi:
+                    out.append(f"{self.name}: a {u.code} block with {f} = {v:g} is outside "
+                               f"the fitted range of {f} for {u.code} blocks ({lo:g}-{hi:g})")
+        return out
+
+    def check_range(self, parts: Sequence[Sequence[Unit]]) -> None:
+        """ValueError naming the first units outside the fitted range (:meth:`out_of_range`):
+        for callers that must not extrapolate, e.g. tables priced on another device."""
+        bad = self.out_of_range(parts)
+        if bad:
+            more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+            raise ValueError("; ".join(bad[:3]) + more)
+
     # --- persistence
 
     def save(self, folder: Path | str, name: str | None = None) -> Path:
