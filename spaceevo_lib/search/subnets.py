@@ -187,7 +187,8 @@ def subnet_search(space: SpaceChoice | str, fitness: Callable[[Subnet], float],
     hyperspace's ``sample_resolutions``). ``start_with`` (e.g. the space's smallest and largest
     subnets) join the initial population first where they are valid, so that a window near
     either end of the space, which uniform draws rarely reach, still fills: what random draws
-    cannot find, mutations of the members found so far fill. Raises
+    cannot find, mutations of the members found so far fill, or, with none found, mutations
+    of the given subnet nearest the window. Raises
     :class:`NoValidSubnetError` when not one valid subnet turns up."""
     cfg = config or SubnetSearchConfig()
     sp = as_space(space)
@@ -207,7 +208,8 @@ def subnet_search(space: SpaceChoice | str, fitness: Callable[[Subnet], float],
                                      resolutions)
 
     first = list(dict.fromkeys(start_with))
-    for sub, ms in zip(first, win.price(first) if first else []):
+    first_ms = win.price(first) if first else []
+    for sub, ms in zip(first, first_ms):
         if win.low <= ms <= win.high and sub.encode() not in history \
                 and len(pop) < cfg.population:
             add(sub, ms, "given", None, 0)
@@ -216,16 +218,22 @@ def subnet_search(space: SpaceChoice | str, fitness: Callable[[Subnet], float],
         if found is None:
             break
         add(*found, "random", None, 0)
-    while pop and len(pop) < cfg.population:
-        p = pop[int(rng.integers(len(pop)))][0]
+    # what random draws cannot reach, mutations fill: of the members found so far, or, when
+    # there are none, of the given subnet nearest the window (a window just above the
+    # smallest subnet is reached by its mutants, hardly ever by uniform draws)
+    nearest = min(zip(first, first_ms), key=lambda t: max(win.low - t[1], t[1] - win.high),
+                  default=(None, 0.0))[0]
+    while (pop or nearest is not None) and len(pop) < cfg.population:
+        p = pop[int(rng.integers(len(pop)))][0] if pop else nearest
         found = win.first_valid(mutant(p), history, cfg.max_tries)
         if found is None:
             break
         add(*found, "mutation", p.encode(), 0)
     if not pop:
         raise NoValidSubnetError(
-            f"no subnet of {sp.encode()} in {cfg.max_tries} random draws has a predicted "
-            f"latency in [{win.low:.3f}, {win.high:.3f}] ms")
+            f"no subnet of {sp.encode()} in {cfg.max_tries} random draws"
+            + (f" or mutations of {nearest.encode()}" if nearest is not None else "")
+            + f" has a predicted latency in [{win.low:.3f}, {win.high:.3f}] ms")
 
     for gen in range(1, cfg.generations + 1):
         parents = [pop[i] for i in fittest([s for _, s in pop], cfg.parents)]
