@@ -125,20 +125,23 @@ class Run:
                      lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
 
     def cached(self, name: str, compute: Callable[[], Any], key: Mapping[str, Any],
-               kind: str = "parquet") -> Any:
+               kind: str = "parquet", reuse: Callable[[Any], bool] | None = None) -> Any:
         """Return the stored result ``name`` if it was made from ``key``; else compute and store.
 
         ``key`` holds everything the result depends on (parameters, input checksums); the
         library version is added to it. A result and its key are written separately, each
         atomically, the result first, so a crash never leaves a key that vouches for a stale
-        or missing result.
+        or missing result. ``reuse``: a stored result is used only if it says yes (e.g.
+        latency timed while the CPU was busy is timed again on the next build).
         """
         full_key = {"key": dict(key), "spaceevo_lib": __version__, "kind": kind}
         digest = stable_hash(full_key)
         meta = self.path / f"{name}.meta.json"
         if self.file(name, kind).is_file() and meta.is_file():
             if json.loads(meta.read_text()).get("digest") == digest:
-                return self.load(name, kind)
+                value = self.load(name, kind)
+                if reuse is None or reuse(value):
+                    return value
         meta.unlink(missing_ok=True)
         value = compute()
         self.save(value, name, kind)

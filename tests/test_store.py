@@ -48,6 +48,25 @@ def test_cached_reuses_unchanged_and_recomputes_changed(runs):
     assert len(calls) == 2
 
 
+def test_a_stored_result_the_reuse_test_rejects_is_computed_again(runs):
+    """Latency timed while the CPU was busy is not kept by the cache: the next build times
+    it again (timed_files' ``reuse``)."""
+    run = Run("data", "smoke")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"ms": [1.0], "busy": [len(calls) == 1]})  # busy the first time
+
+    def idle(t):
+        return not t.busy.any()
+
+    assert bool(run.cached("timing", compute, key={}, reuse=idle).busy[0])
+    assert not bool(run.cached("timing", compute, key={}, reuse=idle).busy[0])  # re-timed
+    assert not bool(run.cached("timing", compute, key={}, reuse=idle).busy[0])  # kept now
+    assert len(calls) == 2
+
+
 def test_failed_computation_writes_nothing(runs):
     run = Run("data", "smoke")
 
