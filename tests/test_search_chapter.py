@@ -4,6 +4,8 @@ paper's rows beside this host's, and every claim's verdict."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,6 +177,19 @@ def test_the_goal_needs_every_part_on_the_vnni_cpu():
                                                          "artifact", "paper_speedup"]),
                                    pd.DataFrame(), "holds", missing)
     assert recs[-1]["name"] == "goal_met/table1/ort-vnni/SEQnet-A0" and recs[-1]["value"] == 0
+
+
+def test_subnet_architectures_train_in_nchw_on_the_same_recipe():
+    """Channels-last training of SEQnet-A0's architecture segfaults in libtorch_cpu (torch
+    2.14.1): the control trains NCHW, everything else of the recipe unchanged."""
+    from types import SimpleNamespace
+    from spaceevo_lib.train.config import TrainConfig
+    fp32, lsq = TrainConfig(epochs=3, lr=0.1), TrainConfig(epochs=2, lr=0.005)
+    plan_ = SimpleNamespace(fp32=fp32, lsq=lsq)
+    assert chapter.recipe_for(plan_) == (fp32, lsq)  # baselines: the recipe as it is
+    f, q = chapter.recipe_for(plan_, "onnxw-train-111111-000000:d1#1#1")
+    assert not f.channels_last and not q.channels_last
+    assert f == replace(fp32, channels_last=False) and q == replace(lsq, channels_last=False)
 
 
 def test_models_that_barely_learned_decide_no_accuracy_claim():
