@@ -159,18 +159,23 @@ def test_the_search_beats_random_sampling_at_equal_evaluations():
     assert np.mean(gains) > 0
 
 
+def _from_the_ends_only(window, population: int, parents: int, resolution: int):
+    """A window uniform draws never reach: no search without given subnets; the history of
+    one given the space's smallest and largest subnets."""
+    cfg = SubnetSearchConfig(population=population, generations=1, parents=parents,
+                             mutations=2, crossovers=2, max_tries=300)
+    r = (resolution,)
+    with pytest.raises(NoValidSubnetError):
+        subnet_search(SPACE, toy_fitness, toy_latency, window, cfg, resolutions=r)
+    return subnet_search(SPACE, toy_fitness, toy_latency, window, cfg, resolutions=r,
+                         start_with=[min_subnet(HS, SPACE), max_subnet(HS, SPACE)]).history
+
+
 def test_a_window_near_the_largest_subnet_fills_from_it():
     big = max_subnet(HS, SPACE)
     top = float(toy_latency([big])[0])
     window = (0.8 * top, top)  # uniform draws almost never reach it
-    cfg = SubnetSearchConfig(population=6, generations=1, parents=3, mutations=2,
-                             crossovers=2, max_tries=300)
-    r32 = (big.resolution,)
-    with pytest.raises(NoValidSubnetError):
-        subnet_search(SPACE, toy_fitness, toy_latency, window, cfg, resolutions=r32)
-    res = subnet_search(SPACE, toy_fitness, toy_latency, window, cfg, resolutions=r32,
-                        start_with=[min_subnet(HS, SPACE), big])
-    h = res.history
+    h = _from_the_ends_only(window, population=6, parents=3, resolution=big.resolution)
     assert h.origin.iloc[0] == "given" and h.encoding.iloc[0] == big.encode()
     assert (h.generation == 0).sum() >= 2 and h.encoding.is_unique
     assert ((h.latency_ms >= window[0]) & (h.latency_ms <= window[1])).all()
@@ -183,17 +188,10 @@ def test_a_window_just_above_the_smallest_subnet_fills_from_its_mutants():
     small = min_subnet(HS, SPACE)
     fast = float(toy_latency([small])[0])
     window = (1.06 * fast, 1.18 * fast)
-    cfg = SubnetSearchConfig(population=4, generations=1, parents=2, mutations=2,
-                             crossovers=2, max_tries=300)
-    r = (small.resolution,)
-    with pytest.raises(NoValidSubnetError):
-        subnet_search(SPACE, toy_fitness, toy_latency, window, cfg, resolutions=r)
-    res = subnet_search(SPACE, toy_fitness, toy_latency, window, cfg, resolutions=r,
-                        start_with=[small, max_subnet(HS, SPACE)])
-    h = res.history
+    h = _from_the_ends_only(window, population=4, parents=2, resolution=small.resolution)
     assert h.origin.iloc[0] == "mutation" and h.parent.iloc[0] == small.encode()
     assert ((h.latency_ms >= window[0]) & (h.latency_ms <= window[1])).all()
-    assert h.encoding.is_unique and len(h) >= cfg.population
+    assert h.encoding.is_unique and len(h) >= 4  # the population
 
 
 def test_windows_no_subnet_meets_and_bad_settings():

@@ -45,6 +45,16 @@ def hand_designed(hyperspace: str) -> dict[str, SpaceChoice]:
     return {f"all {b.code}": SpaceChoice(hs.name, (b.index,) * 6, mid) for b in hs.blocks}
 
 
+def evolved_label(seed: int) -> str:
+    """The name an evolution's best space carries in :func:`evolve_spaces` and the scores."""
+    return f"evolved (seed {seed})"
+
+
+def evolved_seed(label: str) -> int:
+    """The seed of an :func:`evolved_label`."""
+    return int(label.removeprefix("evolved (seed ").removesuffix(")"))
+
+
 def evolve_spaces(tables, other_ms: dict, qt: QTConfig, evo: EvolutionConfig,
                   seeds: Sequence[int], random_baseline: bool = True):
     """Per seed, one aging evolution and, at equal cost (as many spaces scored), one random
@@ -56,7 +66,7 @@ def evolve_spaces(tables, other_ms: dict, qt: QTConfig, evo: EvolutionConfig,
         scorer = QTScorer(tables, other_ms, qt, seed=s)
         res = aging_evolution(hs, scorer, replace(evo, seed=s))
         histories.append(res.history.assign(seed=s))
-        best[f"evolved (seed {s})"] = res.best
+        best[evolved_label(s)] = res.best
         if random_baseline:
             best[f"random search (seed {s})"] = random_search(hs, scorer, len(res.history),
                                                               s)[0]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import config
 from ..blockkd.jobs import JobContext, JobSettings, histories, job_folder_name, jobs_of, run_jobs
-from ..blockkd.spaces import evolve_spaces
+from ..blockkd.spaces import evolve_spaces, evolved_seed
 from ..blockkd.tables import other_latency, price_tables, read_tables, table_resolutions
 from ..blockkd.teacher import (BlockKDError, boundary_table, describe_banks, feature_bank,
                                split_agreement, stage_boundaries, take_images, teacher_images)
@@ -428,16 +428,12 @@ def cross_predictors(the_plan: BlockKDPlan, profile: str) -> dict:
     return out
 
 
-def price_own_tables(students: Students, the_plan: BlockKDPlan, cross: dict) -> dict:
+def price_own_tables(students: Students, the_plan: BlockKDPlan, cross: dict) -> None:
     """Every own table priced on each other device with a predictor of its hyperspace
-    (:func:`~spaceevo_lib.blockkd.tables.price_tables`: from the rows, no student retrained);
-    returns {hyperspace: [devices with a latency column, own first]}."""
-    priced = {}
+    (:func:`~spaceevo_lib.blockkd.tables.price_tables`: from the rows, no student retrained)."""
     for own, hs in the_plan.hyperspaces.items():
-        extra = {d: p for (d, h), p in cross.items() if h == hs}
-        price_tables(hs, students.out / "tables" / hs, own, extra)
-        priced[hs] = [own, *extra]
-    return priced
+        price_tables(hs, students.out / "tables" / hs, own,
+                     {d: p for (d, h), p in cross.items() if h == hs})
 
 
 def evolve_on_other_devices(students: Students, the_plan: BlockKDPlan, cross: dict,
@@ -467,7 +463,7 @@ def own_evolutions(the_plan: BlockKDPlan, scores: dict) -> pd.DataFrame:
         evo = sc[sc.kind == "evolved"]
         for r in evo.itertuples():
             rows.append({"hyperspace": the_plan.hyperspaces[d], "device": d,
-                         "seed": int(r.space.split("seed ")[1].rstrip(")")),
+                         "seed": evolved_seed(r.space),
                          "encoding": r.encoding, "qt": float(r.qt_mean)})
     return pd.DataFrame(rows, columns=["hyperspace", "device", "seed", "encoding", "qt"])
 
