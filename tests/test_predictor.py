@@ -508,7 +508,7 @@ def test_wholes_are_timed_with_their_own_protocol_and_blocks_with_half_the_visit
 
     def units(self, units, table="units"):
         seen["units"] = self.protocol
-        return None
+        return pd.DataFrame({"key": []})
 
     def networks(self, jobs, table="wholes"):
         seen["wholes"] = self.protocol
@@ -546,3 +546,119 @@ def test_a_cross_target_prices_another_devices_hyperspace_under_its_own_names():
     assert all(sc in ("train", "paper") for _, sc in none.targets)
     with pytest.raises(config.ParameterError):
         config.chapter_config("predictor", profile="smoke", cross_targets="tflite:nope")
+
+
+def test_range_corners_reach_every_stages_extreme_widths_and_sides_for_every_block():
+    """The range corners put every block type at each stage's narrowest and widest widths, at
+    the smallest and the largest input side: the ends random subnets rarely reach."""
+    from spaceevo_lib.predictor.sampling import located_units, range_corners
+    from spaceevo_lib.space import get_hyperspace
+    hs = get_hyperspace(HS)
+    located = located_units(range_corners(hs))
+    res_lo, res_hi = min(hs.resolutions), max(hs.resolutions)
+    for b in hs.blocks:
+        for stage in hs.searchable_stages:
+            widths = hs.stage(stage).widths
+            us = [u for u, _, st in located if st == stage and u.code == b.code]
+            assert {min(widths), max(widths)} <= {u.cout for u in us}, (b.code, stage)
+            before = hs.stride_before(int(stage[-1]))
+            assert {-(-res_lo // before), -(-res_hi // before)} <= {u.hw for u in us}, stage
+    # deterministic: no random draw involved
+    assert range_corners(hs) == range_corners(HS)
+
+
+def test_the_first_adaptive_round_probes_the_range_corners_and_marks_them(monkeypatch):
+    """With ``range_corners`` the first round's probe holds every corner unit not yet measured
+    (marked ``range`` in the units table), beside the random probe; without, only the random
+    probe (the same units as before the corners existed)."""
+    from spaceevo_lib.predictor.build import PredictorSettings, build_predictor
+    from spaceevo_lib.predictor.sampling import Measurer, located_units, range_corners
+    from spaceevo_lib.predictor.units import unit_cost, unit_spec
+
+    class Stop(Exception):
+        pass
+
+    def run(corners: bool) -> pd.DataFrame:
+        seen = []
+
+        def units(self, us, table="units"):
+            seen.extend(us)
+            rows = [{"key": str(hash(u)), **unit_spec(u)} for u in us]
+            df = pd.DataFrame(rows, columns=["key", *unit_spec(us[0]).keys()] if us else None)
+            for p in ("fp32", "int8"):
+                df[f"{p}_min_ms"] = [1e-3 + unit_cost(u)["macs"] / 1e8 for u in us]
+            return df
+
+        def networks(self, jobs, table="wholes"):
+            raise Stop(seen)
+
+        monkeypatch.setattr(Measurer, "units", units)
+        monkeypatch.setattr(Measurer, "networks", networks)
+        with pytest.raises(Stop) as stop:
+            build_predictor("ort-vnni", HS, None, np.zeros((1, 3, 32, 32), np.float32),
+                            PredictorSettings(additivity_subnets=1, rounds=1, probe_units=3,
+                                              refine_units=0, train_subnets=1,
+                                              validation_subnets=1, baselines=(),
+                                              include_seqnets=False, range_corners=corners,
+                                              regressor="kernel", stat="min"))
+        return stop.value.args[0]
+
+    corner_units = {u for u, _, _ in located_units(range_corners(HS))}
+    with_corners, without = run(True), run(False)
+    assert corner_units <= set(with_corners)
+    assert not corner_units <= set(without)
+    assert set(without) <= set(with_corners)  # the random probe is the same draw
+
+
+def test_error_sources_without_range_corners_are_the_same_measurements_refitted():
+    """The "before" rows refit the predictor on every unit but the range corners (same
+    measurements otherwise) and add how far off the corner blocks are when never seen; a
+    latency law the random units cannot reveal at the ends shows there."""
+    from spaceevo_lib.predictor.build import without_range_corners
+    from spaceevo_lib.predictor.model import frame_units
+    from spaceevo_lib.predictor.sampling import located_units, random_subnets, range_corners
+    from spaceevo_lib.predictor.units import subnet_units, unit_cost, unit_spec
+
+    def ms(u):  # superlinear in width: the widest blocks cost more than a line predicts
+        return 1e-3 + unit_cost(u)["macs"] / 1e8 * (1 + (u.cout / 100) ** 2)
+
+    def table(us, sampled):
+        df = pd.DataFrame([unit_spec(u) for u in us]).assign(sampled=sampled)
+        df.insert(0, "key", [str(hash(u)) for u in us])
+        for p in ("fp32", "int8"):
+            df[f"{p}_min_ms"] = [ms(u) for u in us]
+        return df
+
+    rng = np.random.default_rng(0)
+    random_units = list(dict.fromkeys(u for u, _, _ in located_units(
+        random_subnets(HS, 12, rng))))
+    corners = [u for u in dict.fromkeys(u for u, _, _ in located_units(range_corners(HS)))
+               if u not in set(random_units)]
+    units = pd.concat([table(random_units, "probe"), table(corners, "range")],
+                      ignore_index=True)
+
+    def wholes(pairs, role):
+        rows = []
+        for sp, sub in pairs:
+            t = sum(ms(u) for u in subnet_units(sp, sub))
+            rows.append({"space": sp, "subnet": sub, "name": "random", "role": role,
+                         "n_units": len(subnet_units(sp, sub)),
+                         **{f"{p}_min{h}_ms": t for p in ("fp32", "int8")
+                            for h in ("", "_a", "_b")}})
+        return pd.DataFrame(rows)
+
+    fit_df, val_df = wholes(random_subnets(HS, 10, rng), "train"), wholes(
+        random_subnets(HS, 6, rng), "validation")
+    repeat = pd.DataFrame({"precision": ["fp32", "int8"], "statistic": "min", "used": True,
+                           "within_10pct": 100.0, "rmspe_pct": 1.0})
+    additivity = pd.DataFrame({"precision": ["fp32", "int8"], "sum_over_whole": 1.0})
+    out = without_range_corners(units, fit_df, val_df, repeat, additivity, "kernel", 0, "min",
+                                "ort-vnni", HS)
+    assert set(out.units) == {"without range corners"}
+    corner_rows = out[out.source == "range-corner blocks, predicted without them"]
+    assert list(corner_rows.precision) == ["fp32", "int8"]
+    # the corner blocks, predicted by regressors that never saw them, are worse than the
+    # cross-validated blocks the regressors saw
+    cv = out[out.source == "one block, predicted (cross-validated)"]
+    assert (corner_rows.rmspe_pct.to_numpy() > cv.rmspe_pct.to_numpy()).all()
+    assert len(frame_units(units)) == len(units)

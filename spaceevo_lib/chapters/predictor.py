@@ -68,6 +68,7 @@ def plan(cfg) -> PredictorPlan:
         return PredictorSettings(
             additivity_subnets=cfg.additivity_subnets, rounds=get("adaptive_rounds"),
             probe_units=get("probe_units"), refine_units=get("refine_units"),
+            range_corners=get("range_corners"),
             train_subnets=get("train_subnets"), validation_subnets=get("validation_subnets"),
             regressor=cfg.regressor, stat=cfg.latency_stat)
 
@@ -660,9 +661,11 @@ def error_sources(results: dict) -> pd.DataFrame:
 
 
 def error_source_view(sources: pd.DataFrame) -> pd.DataFrame:
-    """Share within +-10 % per source (columns), target and precision (rows)."""
-    return sources.pivot_table(index=["device", "hyperspace", "precision"], columns="source",
-                               values="within_10pct", sort=False).reset_index()
+    """Share within +-10 % per source (columns), target, precision and, where the predictors
+    sampled range corners, the units they were fitted on (without them: before; with: after)."""
+    index = ["device", "hyperspace", "precision"] + (["units"] if "units" in sources else [])
+    return sources.pivot_table(index=index, columns="source", values="within_10pct",
+                               sort=False).reset_index()
 
 
 def kernel_costs_table(results: dict) -> pd.DataFrame:

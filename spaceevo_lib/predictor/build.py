@@ -32,8 +32,10 @@ from ..latency.jobs import run_jobs
 from ..latency.protocol import Protocol, latency_column
 from ..space.encoding import min_subnet, random_space
 from ..space.hyperspace import as_hyperspace
-from .model import LatencyPredictor, best_family, compare_regressors, frame_units
-from .sampling import Measurer, located_units, neighbours, random_subnets, seqnets
+from .model import (PRECISIONS, LatencyPredictor, best_family, compare_regressors,
+                    error_metrics, frame_units)
+from .sampling import (Measurer, located_units, neighbours, random_subnets,
+                       range_corners, seqnets)
 from .validation import (additivity_table, error_sources, metrics_table, most_repeatable,
                          repeatability_table, validation_table)
 
@@ -48,7 +50,9 @@ class PredictorSettings:
 
     ``additivity_subnets`` random subnets are measured whole and block by block;
     ``rounds`` of adaptive sampling each measure ``probe_units`` new random blocks and up to
-    ``refine_units`` around the worst-predicted ones; ``train_subnets`` whole networks fit the
+    ``refine_units`` around the worst-predicted ones; with ``range_corners`` the first round's
+    probe also holds every block type at each stage's extreme widths and sides
+    (:func:`~.sampling.range_corners`); ``train_subnets`` whole networks fit the
     composition; ``validation_subnets`` held-out networks (the published SEQnets of the
     hyperspace first if ``include_seqnets``, then random ones) plus the torchvision
     ``baselines`` validate it. ``regressor`` and ``stat`` are a family and a statistic, or
@@ -58,6 +62,7 @@ class PredictorSettings:
     rounds: int = 2
     probe_units: int = 30
     refine_units: int = 20
+    range_corners: bool = True
     train_subnets: int = 30
     validation_subnets: int = 40
     include_seqnets: bool = True
@@ -151,7 +156,8 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray,
 
     # 1. the additivity set's units
     located = located_units(add_pairs)
-    units_df = mu.units([u for u, _, _ in located], table=f"units{sfx}")
+    units_df = mu.units([u for u, _, _ in located], table=f"units{sfx}").assign(
+        sampled="additivity")
 
     family = "kernel+gbr" if regressor == "auto" else regressor
     # 2. adaptive rounds (unit-level: no whole network is needed to see where blocks are off)
@@ -161,23 +167,34 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray,
         known = set(frame_units(units_df))
         pool = [x for x in located_units(random_subnets(hs, 8, rng_ad)) if x[0] not in known]
         pick = rng_ad.permutation(len(pool))[:probe_units]
-        probe = list({u: (u, sp, st) for u, sp, st in (pool[i] for i in pick)}.values())
+        corners = ([x for x in located_units(range_corners(hs)) if x[0] not in known]
+                   if r == 1 and st.range_corners else [])
+        probe = list({u: (u, sp, stage) for u, sp, stage
+                      in corners + [pool[i] for i in pick]}.values())
         probe_df = mu.units([u for u, _, _ in probe], table=f"units{sfx}")
+        corner_set = {u for u, _, _ in corners}
+        probe_df["sampled"] = ["range" if u in corner_set else "probe"
+                               for u in frame_units(probe_df)]
         lat = dict(zip(frame_units(probe_df), probe_df[latency_column("int8", sample_stat)]))
         err = np.array([abs(pred.predict_units([u], "int8")[0] / lat[u] - 1) for u, _, _ in probe])
         worst = [probe[i] for i in np.argsort(-err)[:max(1, len(probe) // 4)]]
         known |= set(lat)
         new: list = []
         per = max(1, refine_units // max(1, len(worst)))
-        for u, sp, st in worst:
-            if st != "head":
-                new += neighbours(sp, st, u.code, rng_ad, per, known | set(new))
-        refine_df = mu.units(new[:refine_units], table=f"units{sfx}") if new else probe_df.iloc[:0]
+        for u, sp, stage in worst:
+            if stage != "head":
+                new += neighbours(sp, stage, u.code, rng_ad, per, known | set(new))
+        refine_df = (mu.units(new[:refine_units], table=f"units{sfx}") if new
+                     else probe_df.iloc[:0]).assign(sampled="refine")
         units_df = pd.concat([units_df, probe_df, refine_df], ignore_index=True)
         units_df = units_df.drop_duplicates("key").reset_index(drop=True)
+        in_corner = np.array([u in corner_set for u, _, _ in probe], bool)
         round_rows.append({"round": r, "probe_units": len(probe_df),
+                           "range_units": int(in_corner.sum()),
                            "probe_rmspe_pct": float(100 * np.sqrt(np.mean(err ** 2))),
                            "probe_within_10pct": float(100 * np.mean(err <= 0.10)),
+                           "range_rmspe_pct": (float(100 * np.sqrt(np.mean(err[in_corner] ** 2)))
+                                               if in_corner.any() else float("nan")),
                            "refined_units": len(refine_df), "total_units": len(units_df)})
 
     # 3. every whole network in one batch, shuffled so that any group holds every role
@@ -215,9 +232,41 @@ def build_predictor(device: str, hyperspace: str, run, images: np.ndarray,
                         ignore_index=True).assign(hyperspace=hs.name)
     sources = error_sources(repeat[repeat.used], comparison[comparison.family == family],
                             additivity, metrics, device, hs.name)
+    if (units_df.sampled == "range").any():
+        sources = pd.concat([without_range_corners(units_df, fit_df, val_df, repeat, additivity,
+                                                   family, seed, stat, device, hs.name),
+                             sources.assign(units="with range corners")], ignore_index=True)
     validation["hyperspace"] = hs.name
     return PredictorResult(predictor, units_df, wholes, additivity, pd.DataFrame(round_rows),
                            comparison, validation, metrics, repeat, sources)
+
+
+def without_range_corners(units_df: pd.DataFrame, fit_df: pd.DataFrame, val_df: pd.DataFrame,
+                          repeat: pd.DataFrame, additivity: pd.DataFrame, family: str, seed: int,
+                          stat: str, device: str, hyperspace: str) -> pd.DataFrame:
+    """The error sources of the same predictor fitted without the range corners' units (the
+    same measurements otherwise: "before" beside :func:`build_predictor`'s "after"), plus how
+    far off those blocks are when the regressors never saw them (extrapolation)."""
+    base = units_df[units_df.sampled != "range"]
+    corners = units_df[units_df.sampled == "range"]
+    comparison = compare_regressors(base, families=(family,), seed=seed, stat=stat)
+    fits = {kind: LatencyPredictor(device, hyperspace, family, seed, stat=stat,
+                                   composition=kind).fit(base, fit_df)
+            for kind in ("learned", "scalar")}
+    metrics = pd.concat([metrics_table(validation_table(p, val_df), device).assign(composition=k)
+                         for k, p in fits.items()], ignore_index=True)
+    sources = error_sources(repeat[repeat.used], comparison, additivity, metrics, device,
+                            hyperspace)
+    units = frame_units(corners)
+    rows = []
+    for p in PRECISIONS:
+        m = error_metrics(fits["learned"].predict_units(units, p),
+                          corners[latency_column(p, stat)].to_numpy(float))
+        rows.append({"device": device, "hyperspace": hyperspace, "precision": p,
+                     "source": "range-corner blocks, predicted without them",
+                     "within_10pct": m["within_10pct"], "rmspe_pct": m["rmspe_pct"]})
+    return pd.concat([sources, pd.DataFrame(rows)], ignore_index=True).assign(
+        units="without range corners")
 
 
 def baseline_build(hs) -> dict:

@@ -3,9 +3,10 @@
 For a 3x3 depthwise convolution at a fixed shape (the convolution every mobile block puts an
 activation after, and cheap enough that an activation's cost is visible beside it) we time the
 convolution alone, with batch norm, and with batch norm plus each activation of the
-hyperspaces, and each activation alone at the convolution's output shape. If adding an operator to the convolution costs much less than
-running it alone, the runtime executes the pair as one kernel (fused); if it costs about as
-much, the operator is a kernel of its own and a predictor must count it. Verdict rule:
+hyperspaces, and each activation alone at the convolution's output shape. If adding an
+operator to the convolution costs much less than running it alone, the runtime executes the
+pair as one kernel (fused); if it costs about as much, the operator is a kernel of its own
+and a predictor must count it. Verdict rule:
 ``fused`` when ``t(conv+op) - t(conv) < 0.5 * t(op alone)``.
 """
 

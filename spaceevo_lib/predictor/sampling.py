@@ -26,8 +26,8 @@ from ..latency.jobs import Job, job_builder, run_jobs
 from ..latency.protocol import Protocol
 from ..nn.models import create_model
 from ..nn.subnet import build_subnet
-from ..space.encoding import (SpaceChoice, Subnet, published_spaces, published_subnets,
-                              random_space, sample_subnet)
+from ..space.encoding import (SpaceChoice, Subnet, max_subnet, min_subnet, published_spaces,
+                              published_subnets, random_space, sample_subnet)
 from ..space.hyperspace import STAGE_NAMES, Hyperspace, as_hyperspace
 from .units import Unit, baseline_units, build_unit, scale_subnet, subnet_units, unit_spec
 
@@ -45,6 +45,24 @@ def random_subnets(hyperspace: Hyperspace | str, n: int, rng: np.random.Generato
     for _ in range(n):
         sp = random_space(hs, rng)
         out.append((sp.encode(), random_subnet(sp, rng).encode()))
+    return out
+
+
+def range_corners(hyperspace: Hyperspace | str) -> list[tuple[str, str]]:
+    """(space, subnet) encodings whose units span every block type's range in every stage:
+    for each block type, the space using it in every stage with the narrowest width windows
+    and its smallest subnet (smallest resolution, widths, kernel, expand ratio), and the space
+    with the widest windows and its largest subnet. Random subnets rarely reach these ends
+    (the block-wise chapter's tables do: a stage-6 block at the widest widths, a stage-1 block
+    at the largest side), and a regressor fitted without them extrapolates there."""
+    hs = as_hyperspace(hyperspace)
+    n = len(hs.window_counts)
+    out = []
+    for b in range(len(hs.blocks)):
+        narrow = SpaceChoice(hs.name, (b,) * n, (0,) * n)
+        wide = SpaceChoice(hs.name, (b,) * n, tuple(c - 1 for c in hs.window_counts))
+        out += [(narrow.encode(), min_subnet(hs, narrow).encode()),
+                (wide.encode(), max_subnet(hs, wide).encode())]
     return out
 
 
