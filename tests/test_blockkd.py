@@ -275,6 +275,28 @@ def test_own_tables_are_priced_on_a_second_device_from_their_rows(tmp_path):
                                        2 * before.table(*key).latency_ms[k], atol=2e-5)
 
 
+def test_a_predictor_that_would_extrapolate_prices_no_table(tmp_path):
+    """Bad input: a second device's predictor fitted on too narrow a range names the block
+    and the feature outside it, and no table gets a half-written column."""
+    from spaceevo_lib.predictor.model import LatencyPredictor
+    from spaceevo_lib.predictor.units import Unit
+
+    _made_up_tables(tmp_path, "onnxw-train", FakePredictor("onnxw-train"))
+    texts = {p: p.read_text() for p in sorted(tmp_path.glob("*.csv"))}
+
+    class Narrow(_Doubled):
+        RANGE_FEATURES = LatencyPredictor.RANGE_FEATURES
+        check_range = LatencyPredictor.check_range
+        out_of_range = LatencyPredictor.out_of_range
+        name = "tflite@onnxw-train"
+        units_table = pd.DataFrame([Unit("MBv1Dual", "relu", 16, 16, 3, 0.0, 1, 8)._asdict()])
+
+    with pytest.raises(BlockKDError, match=r"cannot be priced on tflite.*outside the fitted "
+                                           r"range of .* for MBv1Dual|fitted on no"):
+        luts.price_tables("onnxw-train", tmp_path, "ort-vnni", {"tflite": Narrow("onnxw-train")})
+    assert {p: p.read_text() for p in sorted(tmp_path.glob("*.csv"))} == texts
+
+
 def test_a_hyperspace_evolved_under_another_devices_limits_answers_the_devices_question(
         tmp_path):
     """The 2 x 2 flow on made-up tables: onnxw-train's tables priced on tflite (twice the

@@ -146,16 +146,17 @@ def price_tables(hyperspace: str, folder: Path, own: str, predictors: dict) -> l
     ({device: predictor of ``hyperspace``}), computed from the rows' sub-stage descriptions
     (no student retrained, no job redone), after the own device's column; the same predictor
     method as the sampling job's (:meth:`additive_ms`). Files already priced for exactly these
-    devices are left as they are. Returns the priced devices in column order."""
+    devices are left as they are; a predictor that would extrapolate to a row's block (outside
+    the range it was fitted on) prices nothing (BlockKDError naming the block and feature).
+    Returns the priced devices in column order."""
     hs = as_hyperspace(hyperspace)
     extra = [d for d in predictors if d != own]
     for d in extra:
         if predictors[d].hyperspace != hs.name:
             raise BlockKDError(f"latency predictor {predictors[d].name} is for hyperspace "
                                f"{predictors[d].hyperspace!r}, not {hs.name!r}")
-    if priced_devices(folder) != (own, extra):  # columns and their names change together
-        (Path(folder) / PRICED).unlink(missing_ok=True)
     n_own = len(LUT_COLUMNS) + 1
+    tables = []
     for (s, b, _), p in table_paths(hs.name, folder).items():
         text = p.read_text()
         rows = [line.split(",")[:n_own] for line in text.splitlines()]
@@ -165,6 +166,19 @@ def price_tables(hyperspace: str, folder: Path, own: str, predictors: dict) -> l
         df = read_lut_csv(p, hs.stride_before(s))  # (whatever columns it was priced with)
         units = [stage_units(hs.name, s, b, SubStage(int(c), parse_arch(a), int(r)))
                  for a, c, r in zip(df.arch, df.cin, df.resolution)]
+        tables.append((p, text, rows, units))
+    for d in extra:  # every table checked before any is written: nothing half-priced
+        check = getattr(predictors[d], "check_range", None)
+        try:
+            if check is not None:
+                check([row for *_, units in tables for row in units])
+        except ValueError as err:
+            raise BlockKDError(f"the {hs.name} tables cannot be priced on {d}: its predictor "
+                               f"would extrapolate ({err}); build it with the predictor "
+                               "chapter's range_corners") from None
+    if priced_devices(folder) != (own, extra):  # columns and their names change together
+        (Path(folder) / PRICED).unlink(missing_ok=True)
+    for p, text, rows, units in tables:
         for d in extra:
             ms = np.clip(predictors[d].additive_ms(units, "int8"), 1e-4, None)
             rows = [row + [f"{v:.5f}"] for row, v in zip(rows, ms)]

@@ -428,12 +428,23 @@ def cross_predictors(the_plan: BlockKDPlan, profile: str) -> dict:
     return out
 
 
-def price_own_tables(students: Students, the_plan: BlockKDPlan, cross: dict) -> None:
+def price_own_tables(students: Students, the_plan: BlockKDPlan, cross: dict) -> dict:
     """Every own table priced on each other device with a predictor of its hyperspace
-    (:func:`~spaceevo_lib.blockkd.tables.price_tables`: from the rows, no student retrained)."""
+    (:func:`~spaceevo_lib.blockkd.tables.price_tables`: from the rows, no student retrained).
+    A hyperspace whose tables a cross predictor would price by extrapolating is left unpriced
+    and its pairs leave ``cross``; returns {hyperspace: why} for those."""
+    why = {}
     for own, hs in the_plan.hyperspaces.items():
-        price_tables(hs, students.out / "tables" / hs, own,
-                     {d: p for (d, h), p in cross.items() if h == hs})
+        try:
+            price_tables(hs, students.out / "tables" / hs, own,
+                         {d: p for (d, h), p in cross.items() if h == hs})
+        except BlockKDError as err:
+            if "extrapolate" not in str(err):
+                raise
+            why[hs] = str(err)
+            for key in [k for k in cross if k[1] == hs]:
+                del cross[key]
+    return why
 
 
 def evolve_on_other_devices(students: Students, the_plan: BlockKDPlan, cross: dict,
@@ -474,24 +485,27 @@ def devices_question(students: Students, the_plan: BlockKDPlan, scores: dict, li
     designed devices, each hyperspace evolved under their limits too; returns (the
     evolutions per hyperspace, device and seed; :func:`devices_table`)."""
     cross = cross_predictors(the_plan, profile)
-    price_own_tables(students, the_plan, cross)
+    why = price_own_tables(students, the_plan, cross)
     evolutions = pd.concat([own_evolutions(the_plan, scores),
                             evolve_on_other_devices(students, the_plan, cross, limits,
                                                     qt_samples)], ignore_index=True)
-    return evolutions, devices_table(the_plan, evolutions)
+    return evolutions, devices_table(the_plan, evolutions, why)
 
 
-def devices_table(the_plan: BlockKDPlan, evolutions: pd.DataFrame) -> pd.DataFrame:
+def devices_table(the_plan: BlockKDPlan, evolutions: pd.DataFrame,
+                  why: dict | None = None) -> pd.DataFrame:
     """Per designed hyperspace, the devices question (:func:`devices_differ`) where it has
     evolutions on two devices, stage by stage; a hyperspace without the other device's
-    predictor is listed as not asked."""
+    predictor (or whose predictor would extrapolate, ``why``) is listed as not asked."""
     out = []
     for hs in the_plan.hyperspaces.values():
         ev = evolutions[evolutions.hyperspace == hs]
         picks = {d: g.sort_values("seed").encoding.tolist()
                  for d, g in ev.groupby("device", sort=False)}
         if len(picks) < 2:
-            out.append(pd.DataFrame([{"hyperspace": hs, "stage": "-", "differ": None}]))
+            reason = (why or {}).get(hs, "no predictor of it on another device")
+            out.append(pd.DataFrame([{"hyperspace": hs, "stage": f"- (not asked: {reason})",
+                                      "differ": None}]))
             continue
         table = devices_differ(picks).rename(columns=lambda c: f"picks on {c}"
                                              if c in picks else c)
