@@ -662,3 +662,28 @@ def test_error_sources_without_range_corners_are_the_same_measurements_refitted(
     cv = out[out.source == "one block, predicted (cross-validated)"]
     assert (corner_rows.rmspe_pct.to_numpy() > cv.rmspe_pct.to_numpy()).all()
     assert len(frame_units(units)) == len(units)
+
+
+def test_a_missed_target_is_traced_to_its_largest_error_source():
+    """Only settings judged and missed are listed; each names the source (measurement, blocks,
+    composition) with the largest RMSPE, from the fit with range corners."""
+    from spaceevo_lib.chapters import predictor as chapter
+    side = pd.DataFrame({"device": ["ort-vnni", "ort-vnni", "tflite"],
+                         "hyperspace": ["onnxw-train", "onnxw-train", "mobilew"],
+                         "precision": ["fp32", "int8", "fp32"],
+                         "within_10pct": [42.0, 98.0, 80.0], "within_10pct_ci_low": [30.0] * 3,
+                         "within_10pct_ci_high": [55.0] * 3,
+                         "target_met": [False, True, None]})
+    rows = []
+    for units, comp in (("without range corners", 50.0), ("with range corners", 20.8)):
+        for src, rmspe in (("ground truth: two halves of the visits", 5.3),
+                           ("one block, predicted (cross-validated)", 15.7),
+                           ("measured blocks x one factor (additivity set)", comp),
+                           ("held-out networks, learned composition", 16.2)):
+            rows.append({"device": "ort-vnni", "hyperspace": "onnxw-train", "precision": "fp32",
+                         "source": src, "rmspe_pct": rmspe, "within_10pct": 50.0,
+                         "units": units})
+    out = chapter.misses(side, pd.DataFrame(rows))
+    assert out[["device", "precision"]].values.tolist() == [["ort-vnni", "fp32"]]
+    assert out["largest source"][0].startswith("composition")
+    assert out["its rmspe_pct"][0] == 20.8

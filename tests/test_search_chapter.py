@@ -177,6 +177,20 @@ def test_the_goal_needs_every_part_on_the_vnni_cpu():
                                                          "artifact", "paper_speedup"]),
                                    pd.DataFrame(), "holds", missing)
     assert recs[-1]["name"] == "goal_met/table1/ort-vnni/SEQnet-A0" and recs[-1]["value"] == 0
+    # the control: the same parts asked of SEQnet-A0's architecture trained alone
+    rows = {"SEQnet-A0": (20.0, 0.28, 1.4), "SEQnet-A0-alone": (72.0, 0.28, 1.6),
+            "mobilenet_v3_small": (67.0, 0.29, 0.9)}
+    table = _goal_table(**rows)
+    assert list(chapter.goal_check(table).met) == ["no", "yes", "no", "yes"]
+    control = chapter.control_goal_check(table)
+    assert list(control.met) == ["yes"] * 4 and control.part[0].startswith("SEQnet-A0-alone")
+    assert chapter.control_goal_check(_goal_table(**BASE)) is None
+    recs = chapter.summary_records(pd.DataFrame(columns=["device", "model", "top1_int8",
+                                                         "top1_fp32", "int8_ms", "speedup",
+                                                         "artifact", "paper_speedup"]),
+                                   pd.DataFrame(), "holds", chapter.goal_check(table), control)
+    assert [(r["name"], r["value"]) for r in recs[-2:]] == [
+        ("goal_met/table1/ort-vnni/SEQnet-A0", 0), ("goal_met/table1/ort-vnni/SEQnet-A0-alone", 1)]
 
 
 def test_subnet_architectures_train_in_nchw_on_the_same_recipe():

@@ -344,6 +344,39 @@ def summary_records(side: pd.DataFrame, metrics: pd.DataFrame) -> list[dict]:
     return out
 
 
+#: The error sources a missed target is traced to (error_sources' labels), in the order a
+#: network's prediction is built: the measurement, one block, the blocks' composition.
+MISS_SOURCES = {"ground truth: two halves of the visits": "the measurement itself",
+                "one block, predicted (cross-validated)": "the block regressors",
+                "measured blocks x one factor (additivity set)": "composition (blocks do not "
+                                                                 "add up)"}
+
+
+def misses(side: pd.DataFrame, sources: pd.DataFrame) -> pd.DataFrame:
+    """Every setting that misses the target, with the error source it traces to: of the
+    three sources below the predictor (:data:`MISS_SOURCES`), the one with the largest
+    RMSPE in this run (the predictor's own fit, "with range corners" where both were fitted).
+    A rule, not a judgement: each source is measured on its own set (split halves of the
+    held-out networks, cross-validated blocks, the additivity subnets)."""
+    src = sources[sources.units != "without range corners"] if "units" in sources else sources
+    rows = []
+    for r in side[side.target_met == False].itertuples():  # noqa: E712 (None: not judged)
+        s = src[(src.device == r.device) & (src.hyperspace == r.hyperspace)
+                & (src.precision == r.precision) & src.source.isin(list(MISS_SOURCES))]
+        worst = s.loc[s.rmspe_pct.idxmax()] if len(s) else None
+        rows.append({"device": r.device, "hyperspace": r.hyperspace,
+                     "precision": r.precision, "within_10pct": r.within_10pct,
+                     "ci_low": r.within_10pct_ci_low, "ci_high": r.within_10pct_ci_high,
+                     "largest source": (MISS_SOURCES[worst.source] if worst is not None
+                                        else "-"),
+                     "its rmspe_pct": float(worst.rmspe_pct) if worst is not None else np.nan,
+                     "its within_10pct": (float(worst.within_10pct) if worst is not None
+                                          else np.nan)})
+    return pd.DataFrame(rows, columns=["device", "hyperspace", "precision", "within_10pct",
+                                       "ci_low", "ci_high", "largest source", "its rmspe_pct",
+                                       "its within_10pct"])
+
+
 def failures(validation: pd.DataFrame, limit: float = 10.0) -> pd.DataFrame:
     """Held-out networks predicted more than ``limit`` % off, worst first."""
     bad = validation[validation["error_pct"].abs() > limit]
