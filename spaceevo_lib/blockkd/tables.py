@@ -141,13 +141,18 @@ def read_tables(hyperspace: str, folder: Path, resolutions: tuple[int, ...],
     return StageTables.from_frames(hs.name, frames, resolutions)
 
 
+class ExtrapolationError(BlockKDError):
+    """A predictor asked to price table rows outside the range it was fitted on."""
+
+
 def price_tables(hyperspace: str, folder: Path, own: str, predictors: dict) -> list[str]:
     """Adds to every table of ``folder`` one INT8 latency column per device of ``predictors``
     ({device: predictor of ``hyperspace``}), computed from the rows' sub-stage descriptions
     (no student retrained, no job redone), after the own device's column; the same predictor
     method as the sampling job's (:meth:`additive_ms`). Files already priced for exactly these
     devices are left as they are; a predictor that would extrapolate to a row's block (outside
-    the range it was fitted on) prices nothing (BlockKDError naming the block and feature).
+    the range it was fitted on) prices nothing (ExtrapolationError naming the block and
+    feature).
     Returns the priced devices in column order."""
     hs = as_hyperspace(hyperspace)
     extra = [d for d in predictors if d != own]
@@ -173,9 +178,9 @@ def price_tables(hyperspace: str, folder: Path, own: str, predictors: dict) -> l
             if check is not None:
                 check([row for *_, units in tables for row in units])
         except ValueError as err:
-            raise BlockKDError(f"the {hs.name} tables cannot be priced on {d}: its predictor "
-                               f"would extrapolate ({err}); build it with the predictor "
-                               "chapter's range_corners") from None
+            raise ExtrapolationError(f"the {hs.name} tables cannot be priced on {d}: its "
+                                     f"predictor would extrapolate ({err}); build it with "
+                                     "the predictor chapter's range_corners") from None
     if priced_devices(folder) != (own, extra):  # columns and their names change together
         (Path(folder) / PRICED).unlink(missing_ok=True)
     for p, text, rows, units in tables:

@@ -20,7 +20,8 @@ import pandas as pd
 from .. import config
 from ..blockkd.jobs import JobContext, JobSettings, histories, job_folder_name, jobs_of, run_jobs
 from ..blockkd.spaces import evolve_spaces, evolved_seed
-from ..blockkd.tables import other_latency, price_tables, read_tables, table_resolutions
+from ..blockkd.tables import (ExtrapolationError, other_latency, price_tables, read_tables,
+                              table_resolutions)
 from ..blockkd.teacher import (BlockKDError, boundary_table, describe_banks, feature_bank,
                                split_agreement, stage_boundaries, take_images, teacher_images)
 from ..data.paper import paper_value
@@ -428,23 +429,20 @@ def cross_predictors(the_plan: BlockKDPlan, profile: str) -> dict:
     return out
 
 
-def price_own_tables(students: Students, the_plan: BlockKDPlan, cross: dict) -> dict:
+def price_own_tables(students: Students, the_plan: BlockKDPlan, cross: dict
+                     ) -> tuple[dict, dict]:
     """Every own table priced on each other device with a predictor of its hyperspace
     (:func:`~spaceevo_lib.blockkd.tables.price_tables`: from the rows, no student retrained).
-    A hyperspace whose tables a cross predictor would price by extrapolating is left unpriced
-    and its pairs leave ``cross``; returns {hyperspace: why} for those."""
+    A hyperspace whose tables a cross predictor would price by extrapolating is left unpriced;
+    returns (the cross predictors whose tables were priced, {hyperspace: why not})."""
     why = {}
     for own, hs in the_plan.hyperspaces.items():
         try:
             price_tables(hs, students.out / "tables" / hs, own,
                          {d: p for (d, h), p in cross.items() if h == hs})
-        except BlockKDError as err:
-            if "extrapolate" not in str(err):
-                raise
+        except ExtrapolationError as err:
             why[hs] = str(err)
-            for key in [k for k in cross if k[1] == hs]:
-                del cross[key]
-    return why
+    return {k: p for k, p in cross.items() if k[1] not in why}, why
 
 
 def evolve_on_other_devices(students: Students, the_plan: BlockKDPlan, cross: dict,
@@ -484,8 +482,7 @@ def devices_question(students: Students, the_plan: BlockKDPlan, scores: dict, li
     """The paper's devices question on one hyperspace: every own table priced on the other
     designed devices, each hyperspace evolved under their limits too; returns (the
     evolutions per hyperspace, device and seed; :func:`devices_table`)."""
-    cross = cross_predictors(the_plan, profile)
-    why = price_own_tables(students, the_plan, cross)
+    cross, why = price_own_tables(students, the_plan, cross_predictors(the_plan, profile))
     evolutions = pd.concat([own_evolutions(the_plan, scores),
                             evolve_on_other_devices(students, the_plan, cross, limits,
                                                     qt_samples)], ignore_index=True)

@@ -360,7 +360,7 @@ def misses(side: pd.DataFrame, sources: pd.DataFrame) -> pd.DataFrame:
     held-out networks, cross-validated blocks, the additivity subnets)."""
     src = sources[sources.units != "without range corners"] if "units" in sources else sources
     rows = []
-    for r in side[side.target_met == False].itertuples():  # noqa: E712 (None: not judged)
+    for r in side[side.target_met.eq(False)].itertuples():  # None: not judged
         s = src[(src.device == r.device) & (src.hyperspace == r.hyperspace)
                 & (src.precision == r.precision) & src.source.isin(list(MISS_SOURCES))]
         worst = s.loc[s.rmspe_pct.idxmax()] if len(s) else None
