@@ -64,7 +64,7 @@ bench-blockkd: venv
 	$(BIN)/python tests/benchmarks/bench_blockkd.py
 
 bench-supernet: venv
-	$(BIN)/python tests/benchmarks/bench_supernet.py
+	$(BIN)/python tests/benchmarks/bench_supernet.py $(ARGS)
 
 bench-search: venv
 	$(BIN)/python tests/benchmarks/bench_search.py

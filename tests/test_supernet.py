@@ -66,12 +66,16 @@ def calibrate(net: Supernet, x: torch.Tensor) -> None:
     recalibrate_bn(net, [x])
 
 
-@pytest.mark.parametrize("hyperspace", ["onnxw-train", "mobilew-train", "onnxw", "mobilew"])
-def test_extracted_subnets_compute_what_the_supernet_computes(hyperspace):
+@pytest.mark.parametrize("hyperspace,shortcut", [
+    ("onnxw-train", "fixed"), ("mobilew-train", "fixed"), ("onnxw", "fixed"),
+    ("mobilew", "fixed"), ("onnxw-train", "learned"), ("mobilew-train", "learned")])
+def test_extracted_subnets_compute_what_the_supernet_computes(hyperspace, shortcut):
+    """With either shortcut inside a stage (the parameter-free projection or the paper's
+    learned 1x1 conv + BN), the extracted network is ``build_subnet`` of the same kind."""
     space = _space(hyperspace)
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    net = Supernet(space)
+    net = Supernet(space, shortcut=shortcut)
     scramble(net)
     subnets = [net.sample_min(), net.sample_max(), *(net.sample_random(rng) for _ in range(3))]
     for sub in subnets:
@@ -86,7 +90,7 @@ def test_extracted_subnets_compute_what_the_supernet_computes(hyperspace):
         assert net.active_subnet == sub
         assert rel_diff(want, got) < REL, sub.encode()
         assert (want[0] - want[1]).abs().max() > 1e-3 * want.abs().max()  # depends on x
-        ref = build_subnet(space, sub)
+        ref = build_subnet(space, sub, fixed_shortcuts=shortcut == "fixed")
         assert [(k, v.shape) for k, v in model.state_dict().items()] == \
             [(k, v.shape) for k, v in ref.state_dict().items()]
 

@@ -1,5 +1,5 @@
-"""The supernet chapter's rules on made-up numbers (written before any result): the start,
-the latency window of Figure 1 and its verdict, the quantized-for-all verdict, rank
+"""The supernet chapter's rules on made-up numbers (written before any result): the latency
+window of Figure 1 and its verdict, the quantized-for-all verdict, rank
 correlations with intervals, and subnets composed from own tables."""
 
 from __future__ import annotations
@@ -14,21 +14,6 @@ from spaceevo_lib.space import as_hyperspace, as_space, sample_subnet
 from spaceevo_lib.space.encoding import Subnet
 
 SPACE = "onnxw-train-212121-000000"
-
-
-def _starts(scratch: tuple[float, float], blockkd: tuple[float, float]) -> pd.DataFrame:
-    return pd.DataFrame([{"init": "scratch", "valid_top1_max": scratch[0],
-                          "valid_top1_min": scratch[1]},
-                         {"init": "blockkd", "valid_top1_max": blockkd[0],
-                          "valid_top1_min": blockkd[1]}])
-
-
-def test_the_start_is_blockkd_only_when_its_mean_of_max_and_min_is_ahead():
-    assert chapter.start_rule(_starts((30, 20), (32, 20))) == "blockkd"
-    assert chapter.start_rule(_starts((30, 20), (35, 15))) == "scratch"  # a tie: no gain
-    assert chapter.start_rule(_starts((30, 20), (29, 20))) == "scratch"
-    margin = {**chapter.THRESHOLDS, "start_margin_points": 2.0}
-    assert chapter.start_rule(_starts((30, 20), (32, 20)), margin) == "scratch"
 
 
 def test_the_latency_window_is_the_one_both_spaces_fill_best():

@@ -198,8 +198,10 @@ def histories(out: Path) -> pd.DataFrame:
 #: what a job computes and records; bumped when that changes, so that a job folder of an
 #: earlier version is not reused (2: records the quantized NSR before LSQ+, ``ptq_nsr_*``;
 #: 3: LSQ+ on PyTorch's fused kernels, whose range includes both end levels; 4: keeps the FP32
-#: student's stage weights, and its images avoid the training chapters' held-out split)
-JOB_VERSION = 4
+#: student's stage weights, and its images avoid the training chapters' held-out split; 5: a
+#: width change inside a stage goes through the parameter-free channel projection, as in the
+#: supernet)
+JOB_VERSION = 5
 
 
 def save_stage_weights(student, path: Path) -> Path:

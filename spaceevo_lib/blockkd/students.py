@@ -88,7 +88,10 @@ class StageStudent(nn.Module):
         self.in_proj = DynamicConv2d(teacher_cin, max(self.cins), 1)
         blocks, cins = [], self.cins
         for i in range(max(st.depths)):
-            blocks.append(elastic_block(spec, cins, self.widths, st.stride if i == 0 else 1))
+            # (a width change inside the stage through the parameter-free channel projection,
+            # as in the supernet: elastic.ChannelProjection says why)
+            blocks.append(elastic_block(spec, cins, self.widths, st.stride if i == 0 else 1,
+                                        fixed_shortcut=i > 0))
             cins = self.widths
         self.stage = ElasticStage(name, blocks, st.depths)
         self.out_proj = DynamicConv2d(max(self.widths), teacher_cout, 1, bias=True)

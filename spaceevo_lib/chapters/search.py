@@ -33,7 +33,7 @@ from ..store import MissingResultError, record
 from ..supernet.deploy import subnet_files
 from ..supernet.evaluation import subnet_accuracy
 from ..train.config import TrainConfig
-from ..train.data import TrainingData, load_training_data
+from ..train.data import TrainingData, balanced_loader, load_training_data
 from ..train.networks import build_network
 from ..train.recipes import train_fp32, train_lsq
 from . import int8 as int8_chapter
@@ -322,21 +322,20 @@ def windows_table(plan_: SearchPlan, limits: pd.DataFrame, preds: dict,
 
 def fitness_cache(run, label: str, lsq, digest: str, data: TrainingData, split: dict,
                   fitness_images: int) -> FitnessCache:
-    """INT8 fake-quant top-1 on the first ``fitness_images`` of the held-out split (0: all;
-    inherited weights, BN re-calibrated on the supernet chapter's training images), cached
-    on disk for every limit and device; keyed by the LSQ+ checkpoint, the split (``split``:
-    the supernet chapter's ``valid_size`` and ``seed``) and the images."""
+    """INT8 fake-quant top-1 on ``fitness_images`` of the held-out split (0: all), class-
+    balanced (the split is sorted by class; inherited weights, BN re-calibrated on the
+    supernet chapter's training images), cached on disk for every limit and device; keyed by
+    the LSQ+ checkpoint, the split (``split``: the supernet chapter's ``valid_size`` and
+    ``seed``) and the images."""
     recal = torch.from_numpy(data.calibration)
-    valid = data.loaders["valid"]
-    n = min(fitness_images or len(valid.dataset), len(valid.dataset))
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(valid.dataset, range(n)),
-                                         batch_size=valid.batch_size)
+    loader = balanced_loader(data.loaders["valid"], fitness_images, split.get("seed", 0))
+    n = len(loader.dataset)
 
     def fitness(sub: Subnet) -> float:
         return subnet_accuracy(lsq, sub, recal, loader)["top1"]
 
     key = {"lsq_checkpoint_sha256": digest, "fitness_images": n,
-           "recal_images": int(len(recal)), **split}
+           "fitness_set": "class-balanced", "recal_images": int(len(recal)), **split}
     return FitnessCache(run.path / f"fitness-{label}.json", key, fitness)
 
 

@@ -11,6 +11,7 @@ tested before any result).
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,45 +23,77 @@ import torch
 from scipy.stats import kendalltau
 
 from .. import config
-from .._io import file_hash
+from .._io import file_hash, stable_hash
 from ..blockkd.spaces import mapped_published
 from ..blockkd.students import parse_arch
 from ..blockkd.tables import priced_devices
+from ..data.paper import paper_reference
 from ..data.reference import read_lut_csv
 from ..latency.protocol import Protocol
+from ..nn.bn import recalibrate_bn
 from ..nn.subnet import build_subnet
 from ..quant.deploy import evaluate_file, timed_files
 from ..space import SpaceChoice, as_hyperspace, sample_subnet
-from ..space.encoding import Subnet
+from ..space.encoding import Subnet, max_subnet
 from ..store import MissingResultError, Run, record
 from ..supernet import Supernet
 from ..supernet.deploy import subnet_files
-from ..supernet.evaluation import evaluate_subnets, max_min_evaluator, subnet_accuracy
-from ..supernet.training import load_supernet, quantize_supernet, train_supernet
-from ..supernet.warmstart import load_students, warm_start
+from ..supernet.evaluation import (elastic_subnet_accuracy, evaluate_subnets, is_quantized,
+                                   recalibration_batches, subnet_accuracy, subnet_network,
+                                   subnets_evaluator)
+from ..supernet.training import (Phase, load_supernet, phase_checkpoints, quantize_supernet,
+                                 start_key, supernet_step, train_recipe)
+from ..supernet.warmstart import load_students, student_file, warm_start
 from ..train.config import TrainConfig
-from ..train.data import TrainingData, load_training_data
+from ..train.data import TrainingData, balanced_loader, load_training_data
 from ..train.engine import evaluate, rank
 from ..train.recipes import train_fp32
 from ..train.run import init_distributed
 from . import blockkd as blockkd_chapter
+from . import int8 as int8_chapter
 from . import predictor as predictor_chapter
 
 #: The spaces a run may train, by short label (encodings live in a field of the records).
 SPACE_LABELS = ("evolved-ort-vnni", "mbv3-style", "published-vnni")
 DEVICE = "ort-vnni"  # the device whose evolved space and latency window Figure 1 uses
 INITS = ("scratch", "blockkd")
+#: A recipe is the sandwich plus any of these (``recipe`` parameter, comma-separated):
+#: ``zero-gamma`` (the last BN scale of every residual block starts at 0, as AlphaNet and the
+#: reference do), ``max-first`` (OFA: the max subnet alone for ``max_epochs``, then the
+#: sandwich at ``elastic_lr_scale`` of the learning rate), ``teacher`` (every subnet distils
+#: from the INT8 chapter's trained teacher instead of in place from the max subnet).
+RECIPE_FEATURES = ("sandwich", "zero-gamma", "max-first", "teacher")
 
 #: Rules fixed before any result (tests check them on made-up numbers):
-#: - the start: ``blockkd`` only if, after one FP32 epoch on the evolved space, the mean of the
-#:   max and min subnets' held-out top-1 beats ``scratch``'s by more than this (points);
 #: - Figure 1: the evolved space's median INT8 top-1 minus mbv3-style's, with a bootstrap
 #:   interval at this confidence: above 0 holds, below 0 fails, else undecided;
 #: - quantized-for-all: the learned-scale file within ``file_points`` of its fake-quant
-#:   network, and INT8 within ``int8_drop_points`` of FP32 (medians over the QFA subnets).
-THRESHOLDS = {"start_margin_points": 0.0, "fig1_confidence": 0.95,
-              "qfa_file_points": 0.5, "qfa_int8_drop_points": 1.0}
+#:   network, and INT8 within ``int8_drop_points`` of FP32 (medians over the QFA subnets);
+#: - the BN re-estimation images: the fewest of the counts compared whose median held-out
+#:   INT8 top-1 (over the middle subnets) is within ``recal_points`` of the most images';
+#: - every verdict on subnets (Figure 1, quantized-for-all, proxy, weight sharing) is given
+#:   only when the median INT8 top-1 of each set it compares is at least the reference
+#:   file's ``min_top1_int8``: else "not tested at this budget", with the numbers.
+THRESHOLDS = {"fig1_confidence": 0.95, "qfa_file_points": 0.5, "qfa_int8_drop_points": 1.0,
+              "recal_points": 0.5}
 BOOTSTRAP = 2000
+NOT_TESTED = "not tested at this budget"
+
+
+def min_top1_int8() -> float:
+    """The reference file's bar for a network that has learned (INT8 top-1, %)."""
+    return float(paper_reference()["verdict_rules"]["min_top1_int8"])
+
+
+def learned(medians: dict[str, float], bar: float | None = None) -> tuple[bool, str]:
+    """Whether every compared set of subnets has learned (median INT8 top-1 at least the
+    bar), and the numbers as words for a verdict that is not given."""
+    bar = min_top1_int8() if bar is None else bar
+    low = {k: v for k, v in medians.items() if not v >= bar}
+    if not low:
+        return True, ""
+    shown = ", ".join(f"{k} {v:.1f} %" for k, v in low.items())
+    return False, f"{NOT_TESTED}: median INT8 top-1 {shown} below {bar:g} %"
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -71,13 +104,26 @@ class SupernetPlan:
     """What the chapter's parameters decide, validated before any heavy work."""
 
     spaces: dict  # label -> SpaceChoice
-    init: str  # auto, scratch or blockkd
-    fp32: TrainConfig
-    lsq: TrainConfig
+    init: str  # scratch or blockkd
+    recipe: tuple[str, ...]  # the sandwich and its features (RECIPE_FEATURES)
+    shortcut: str  # fixed or learned (Supernet.shortcut)
+    phases: tuple  # training phases (supernet.training.Phase), the LSQ+ one last
     standalone: TrainConfig  # the weight-sharing check's stand-alone training
-    n_random: int
     dropout: float
     protocol: Protocol
+
+    @property
+    def fp32(self) -> TrainConfig:
+        """The last FP32 phase's settings (its epochs are the FP32 checkpoint's)."""
+        return [p for p in self.phases if p.kind != "lsq"][-1].cfg
+
+    @property
+    def lsq(self) -> TrainConfig:
+        return [p for p in self.phases if p.kind == "lsq"][-1].cfg
+
+    @property
+    def uses_teacher(self) -> bool:
+        return any(p.teacher for p in self.phases)
 
 
 def spaces_of(labels, profile: str, root: Path | None = None) -> dict[str, SpaceChoice]:
@@ -100,27 +146,52 @@ def spaces_of(labels, profile: str, root: Path | None = None) -> dict[str, Space
     return out
 
 
+def recipe_features(recipe: str) -> tuple[str, ...]:
+    """The recipe parameter's features, checked (``sandwich`` alone: the plain sandwich)."""
+    feats = tuple(f.strip() for f in str(recipe).split(",") if f.strip())
+    bad = [f for f in feats if f not in RECIPE_FEATURES]
+    if bad or not feats:
+        raise ValueError(f"recipe must be a comma-separated list of {', '.join(RECIPE_FEATURES)}"
+                         f"; got {recipe!r}")
+    return tuple(f for f in RECIPE_FEATURES if f in feats)
+
+
+def recipe_phases(cfg, features: tuple[str, ...]) -> tuple[Phase, ...]:
+    """The training phases of a recipe: [the max subnet alone (``max-first``)], the FP32
+    sandwich, the LSQ+ sandwich; warm-ups are a share of each phase's steps."""
+    common = {"batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay,
+              "valid_size": cfg.valid_size, "seed": cfg.seed, "grad_clip_value": 1.0,
+              "grad_clip_norm": None, "channels_last": cfg.channels_last}
+    teacher = "teacher" in features
+    phases = []
+    lr = cfg.lr
+    if "max-first" in features:
+        phases.append(Phase("max", TrainConfig(
+            epochs=cfg.max_epochs, lr=cfg.lr, warmup_epochs=cfg.warmup_share * cfg.max_epochs,
+            train_images=cfg.train_images, **common), n_random=0, teacher=teacher))
+        lr = cfg.lr * cfg.elastic_lr_scale
+    phases.append(Phase("sandwich", TrainConfig(
+        epochs=cfg.fp32_epochs, lr=lr, warmup_epochs=cfg.warmup_share * cfg.fp32_epochs,
+        train_images=cfg.train_images, **common), n_random=cfg.n_random, teacher=teacher))
+    phases.append(Phase("lsq", TrainConfig(
+        epochs=cfg.lsq_epochs, lr=cfg.lsq_lr, warmup_epochs=0.0,
+        train_images=cfg.lsq_train_images, **common), n_random=cfg.n_random, teacher=teacher))
+    return tuple(phases)
+
+
 def plan(cfg, root: Path | None = None) -> SupernetPlan:
     """The chapter's plan from its validated parameters (the spaces from the block-wise
     chapter's run at the same profile)."""
-    # channels-last off: at default (batch 128, the evolved onnxw-train-111110-131331 space,
-    # 2 threads) a channels-last sandwich epoch aborted inside loss.backward() with glibc heap
-    # corruption after some 60 steps, while the same epoch in the default memory layout ran
-    # to the end: a native bug of the elastic ops' backward in that layout, to be bisected
-    common = {"batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay,
-              "valid_size": cfg.valid_size, "seed": cfg.seed, "grad_clip_value": 1.0,
-              "grad_clip_norm": None, "channels_last": False}
-    fp32 = TrainConfig(epochs=cfg.fp32_epochs, lr=cfg.lr,
-                       warmup_epochs=min(1.0, 0.3 * cfg.fp32_epochs),
-                       train_images=cfg.train_images, **common)
-    lsq = TrainConfig(epochs=cfg.lsq_epochs, lr=cfg.lsq_lr, warmup_epochs=0.0,
-                      train_images=cfg.lsq_train_images, **common)
-    standalone = TrainConfig(epochs=cfg.standalone_epochs, lr=cfg.lr,
+    features = recipe_features(cfg.recipe)
+    standalone = TrainConfig(epochs=cfg.standalone_epochs, lr=cfg.standalone_lr,
                              warmup_epochs=min(1.0, 0.3 * cfg.standalone_epochs),
-                             train_images=cfg.standalone_images, **common)
+                             train_images=cfg.standalone_images, batch_size=cfg.batch_size,
+                             weight_decay=cfg.weight_decay, valid_size=cfg.valid_size,
+                             seed=cfg.seed, channels_last=cfg.channels_last)
     return SupernetPlan(spaces=spaces_of(cfg.spaces.split(","), cfg.profile, root),
-                        init=cfg.init, fp32=fp32, lsq=lsq, standalone=standalone,
-                        n_random=cfg.n_random, dropout=cfg.dropout,
+                        init=cfg.init, recipe=features, shortcut=cfg.shortcut,
+                        phases=recipe_phases(cfg, features), standalone=standalone,
+                        dropout=cfg.dropout,
                         protocol=Protocol(visits=cfg.visits, budget_ms=cfg.budget_ms))
 
 
@@ -135,6 +206,16 @@ def spaces_table(spaces: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def phases_table(plan_: SupernetPlan) -> pd.DataFrame:
+    """The recipe's phases as a reader sees them."""
+    return pd.DataFrame([{"phase": p.kind, "epochs": p.cfg.epochs, "lr": p.cfg.lr,
+                          "warm-up epochs": round(p.cfg.warmup_epochs, 2),
+                          "subnets per step": 1 if p.kind == "max" else 2 + p.n_random,
+                          "distils from": ("teacher" if p.teacher else
+                                           "labels only" if p.kind == "max" else "max subnet"),
+                          "images": p.cfg.train_images or "all"} for p in plan_.phases])
+
+
 def resolution_of(plan_: SupernetPlan) -> int:
     """The images' side: the spaces' largest resolution (32 at the training scale, 224 at
     the paper's); every subnet resizes to its own inside the supernet."""
@@ -144,20 +225,31 @@ def resolution_of(plan_: SupernetPlan) -> int:
     return sides.pop()
 
 
+def recal_counts(cfg) -> tuple[int, ...]:
+    """The BN re-estimation image counts the chapter compares (0: the supernet's running
+    statistics, no re-estimation)."""
+    return tuple(sorted({int(c) for c in str(cfg.recal_counts).split(",")}))
+
+
 def load_data(cfg, plan_: SupernetPlan) -> tuple[TrainingData, TrainingData]:
     """Training data of both stages (the LSQ+ stage may train on a subset), one held-out split
     (the INT8 chapter's, so block-wise students never saw it) and the test split; the
-    calibration images double as the fixed images BN is re-estimated on."""
+    calibration images (class-balanced and interleaved, as many as the largest count
+    compared) double as the fixed images BN is re-estimated on: any prefix covers every
+    class."""
     r = resolution_of(plan_)
+    n_cal = max(max(recal_counts(cfg)), cfg.recal_images)
     data = load_training_data(r, plan_.fp32, test_images=cfg.test_images,
-                              calibration_images=cfg.recal_images, dataset=cfg.dataset)
+                              calibration_images=n_cal, dataset=cfg.dataset)
     lsq = load_training_data(r, plan_.lsq, test_images=cfg.test_images,
-                             calibration_images=cfg.recal_images, dataset=cfg.dataset)
+                             calibration_images=n_cal, dataset=cfg.dataset)
     return data, lsq
 
 
-def recal_images(data: TrainingData) -> torch.Tensor:
-    return torch.from_numpy(data.calibration)
+def recal_images(data: TrainingData, n: int | None = None) -> torch.Tensor:
+    """The first ``n`` BN re-estimation images (all when None); class-balanced prefixes."""
+    x = torch.from_numpy(data.calibration)
+    return x if n is None else x[:n]
 
 
 # ----------------------------------------------------------------------------- training
@@ -168,116 +260,411 @@ def train_valid_loaders(data: TrainingData) -> dict:
     return {k: v for k, v in data.loaders.items() if k in ("train", "valid")}
 
 
-def new_supernet(space: SpaceChoice, init: str, seed: int,
-                 students_folder: Path | None) -> Supernet:
+def new_supernet(space: SpaceChoice, init: str, seed: int, students_folder: Path | None,
+                 shortcut: str = "fixed", zero_gamma: bool = False) -> Supernet:
     """A supernet of ``space`` at its start: seeded random weights, its stages from the
-    block-wise students when ``init`` is ``blockkd``."""
+    block-wise students when ``init`` is ``blockkd``, the last BN scale of every residual
+    block zeroed with ``zero_gamma``."""
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
     torch.manual_seed(seed)
-    net = Supernet(space)  # the hyperspace's classes: 10 at the training scale
+    net = Supernet(space, shortcut=shortcut)  # the hyperspace's classes: 10 at the training scale
     if init == "blockkd":
         if students_folder is None:
             raise MissingResultError("init blockkd needs the block-wise chapter's students")
         warm_start(net, load_students(students_folder, net))
+    if zero_gamma:
+        net.zero_last_gamma()
     return net
 
 
-def train_phase(net: Supernet, plan_: SupernetPlan, phase: str, data: TrainingData,
-                path: Path, recal: torch.Tensor, stop_after: int | None = None) -> pd.DataFrame:
-    """One phase (``fp32`` or ``lsq``) of the plan's sandwich training, resuming from
-    ``path``, with held-out top-1 of max and min after every epoch."""
-    return train_supernet(net, getattr(plan_, phase), train_valid_loaders(data), path, phase,
-                          plan_.n_random, plan_.dropout, evaluator=max_min_evaluator(recal),
-                          stop_after=stop_after)
+def start_of(plan_: SupernetPlan, label: str, students_folder: Path | None,
+             teacher_digest: str | None) -> str:
+    """The key of ``label``'s start: what its first phase's checkpoint chains on (space,
+    shortcut, start and its students, zero-gamma, seed, the teacher distilled from)."""
+    sp = plan_.spaces[label]
+    students = None
+    if plan_.init == "blockkd" and students_folder is not None:
+        students = [file_hash(student_file(students_folder, sp.hyperspace, i, b))
+                    for i, b in enumerate(sp.blocks, start=1)]
+    return start_key(sp, shortcut=plan_.shortcut, init=plan_.init, students=students,
+                     zero_gamma="zero-gamma" in plan_.recipe, seed=plan_.fp32.seed,
+                     teacher=teacher_digest if plan_.uses_teacher else None)
 
 
-def checkpoint(run, label: str, init: str, phase: str) -> Path:
-    return run.path / f"{label}-{init}-{phase}.pt"
+def load_teacher(plan_: SupernetPlan, profile: str, root: Path | None = None):
+    """The INT8 chapter's FP32 teacher and its checkpoints' digest, when the recipe distils
+    from it (else (None, None))."""
+    if not plan_.uses_teacher:
+        return None, None
+    model, _, params = int8_chapter.load_results(profile, root).teachers()
+    return model.eval(), params["checkpoints_sha256"]
 
 
-def compare_starts(plan_: SupernetPlan, data: TrainingData, run, students_folder: Path,
-                   label: str = "evolved-ort-vnni") -> tuple[pd.DataFrame, str]:
-    """One FP32 epoch of ``label``'s supernet from each start (the first epoch of its full
-    schedule: the chosen start goes on from there), the held-out top-1 of its max and min
-    subnets after it, and the start :func:`start_rule` picks."""
-    rows = []
-    recal = recal_images(data)
-    for init in INITS:
-        net = new_supernet(plan_.spaces[label], init, plan_.fp32.seed, students_folder)
-        t0 = time.perf_counter()
-        h = train_phase(net, plan_, "fp32", data, checkpoint(run, label, init, "fp32"), recal,
-                        stop_after=1)
-        first = h.iloc[0]
-        rows.append({"init": init, "epoch": 1, "valid_top1_max": float(first.valid_top1_max),
-                     "valid_top1_min": float(first.valid_top1_min),
-                     "minutes": (time.perf_counter() - t0) / 60})
-    table = pd.DataFrame(rows)
-    return table, start_rule(table)
+def train_space(label: str, plan_: SupernetPlan, data: TrainingData, lsq_data: TrainingData,
+                run, students_folder: Path | None, teacher=None, teacher_digest=None,
+                evaluator=None) -> tuple[Supernet, Supernet, pd.DataFrame, list[Path]]:
+    """Every phase of ``label``'s supernet (each resuming from its own checkpoint, keyed by
+    its settings and everything before it). Returns (FP32 supernet, LSQ+ supernet, the
+    per-epoch metrics, the phases' checkpoints)."""
+    net = new_supernet(plan_.spaces[label], plan_.init, plan_.fp32.seed, students_folder,
+                       plan_.shortcut, "zero-gamma" in plan_.recipe)
+    paths = phase_checkpoints(run.path, label, plan_.phases,
+                              start_of(plan_, label, students_folder, teacher_digest))
+    evaluator = evaluator or subnets_evaluator(recal_images(data, 256))
 
+    def loaders_for(phase):
+        return train_valid_loaders(lsq_data if phase.kind == "lsq" else data)
 
-def start_rule(table: pd.DataFrame, thresholds: dict = THRESHOLDS) -> str:
-    """``blockkd`` when its mean held-out top-1 of max and min beats scratch's by more than
-    the margin, else ``scratch``."""
-    m = table.set_index("init")[["valid_top1_max", "valid_top1_min"]].mean(axis=1)
-    return ("blockkd" if m["blockkd"] - m["scratch"] > thresholds["start_margin_points"]
-            else "scratch")
-
-
-def train_space(label: str, plan_: SupernetPlan, init: str, data: TrainingData,
-                lsq_data: TrainingData, run, students_folder: Path | None
-                ) -> tuple[Supernet, Supernet, pd.DataFrame]:
-    """Both stages of ``label``'s supernet (resuming from the run's checkpoints): FP32 for the
-    plan's epochs, then LSQ+ from those weights. Returns (FP32 supernet, LSQ+ supernet, the
-    per-epoch metrics with held-out top-1 of max and min)."""
-    recal = recal_images(data)
-    net = new_supernet(plan_.spaces[label], init, plan_.fp32.seed, students_folder)
-    h32 = train_phase(net, plan_, "fp32", data, checkpoint(run, label, init, "fp32"), recal)
-    q = quantize_supernet(net, recal[:64], plan_.lsq.seed)
-    h8 = train_phase(q, plan_, "lsq", lsq_data, checkpoint(run, label, init, "lsq"), recal)
-    history = pd.concat([h32, h8], ignore_index=True).assign(space=label, init=init)
-    return net.eval(), q.eval(), history
+    fp32, q, history = train_recipe(net, plan_.phases, paths, loaders_for, evaluator,
+                                    teacher, quant_images=recal_images(data, 64),
+                                    dropout=plan_.dropout)
+    return fp32, q, history.assign(space=label, init=plan_.init), paths
 
 
 def minutes_table(history: pd.DataFrame) -> pd.DataFrame:
-    """Minutes per space and phase, images per second, and what one more FP32 epoch costs."""
-    g = history.groupby(["space", "phase"], sort=False)
+    """Minutes per space and phase, images per second, and what one more epoch costs."""
+    g = history.groupby(["space", "step", "stage"], sort=False)
     out = g.agg(epochs=("epoch", "max"), minutes=("seconds", lambda s: s.sum() / 60),
                 images_per_s=("images_per_s", "median")).reset_index()
     out["minutes_per_epoch"] = out.minutes / out.epochs
+    return out.drop(columns="step").rename(columns={"stage": "phase"})
+
+
+def throughput_table(space: SpaceChoice, plan_: SupernetPlan, steps: int = 4,
+                     seed: int = 0) -> pd.DataFrame:
+    """Training images per second on this host of a plain loop on the max subnet and of the
+    sandwich (max, min and ``n_random`` random subnets per batch), same batch and memory
+    layout as the chapter trains: what a sandwich step costs against one network."""
+    cfg = plan_.fp32
+    rows = []
+    n_sandwich = next(p.n_random for p in plan_.phases if p.kind == "sandwich")
+    for what, n_random, with_min in (("plain loop, max subnet", 0, False),
+                                     (f"sandwich (max, min, {n_sandwich} random)", n_sandwich,
+                                      True)):
+        torch.manual_seed(seed)
+        net = Supernet(space, shortcut=plan_.shortcut).train()
+        if cfg.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        r = max(space.spec.resolutions)
+        x = torch.randn(cfg.batch_size, 3, r, r)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, net.n_classes, (cfg.batch_size,))
+        step = supernet_step(n_random, plan_.dropout, with_min)
+        times = []
+        for i in range(steps + 1):
+            t0 = time.perf_counter()
+            loss, _, _ = step(net, x, y, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i:  # (the first step warms the allocator and oneDNN's kernels up)
+                times.append(time.perf_counter() - t0)
+        rows.append({"training": what, "images_per_s": cfg.batch_size / float(np.median(times)),
+                     "seconds_per_step": float(np.median(times))})
+    out = pd.DataFrame(rows)
+    out["relative"] = out.images_per_s / out.images_per_s.iloc[0]
     return out
+
+
+# ----------------------------------------------------------------------------- the recipe
+
+#: The recipe benchmark's candidates (``make bench-supernet``), each a set of parameter
+#: overrides of the chapter's profile; every one trains the same minutes from the same seed.
+CANDIDATES = {
+    "paper's shortcut": {"recipe": "sandwich", "shortcut": "learned"},
+    "sandwich": {"recipe": "sandwich"},
+    "zero-gamma": {"recipe": "sandwich,zero-gamma"},
+    "max-first": {"recipe": "sandwich,max-first"},
+    "teacher": {"recipe": "sandwich,teacher"},
+    "block-wise start": {"recipe": "sandwich", "init": "blockkd"},
+}
+#: Share of a max-first candidate's minutes spent on the max subnet alone.
+MAX_FIRST_SHARE = 0.4
+#: The rule that picks the recipe, fixed before the curves (tested on made-up curves).
+RECIPE_RULE = ("the candidate whose fixed random subnets have the highest median INT8 top-1 "
+               "after its LSQ+ phase, all FP32 phases given the same minutes; within "
+               "{tie:g} point of the best, the one with the higher min subnet, then max")
+RECIPE_TIE_POINTS = 1.0
+#: Where the benchmark's curves are kept (with host and commit), for the chapter to draw.
+RECIPE_BENCH = Path(__file__).resolve().parent.parent / "configs" / "bench" / \
+    "supernet_recipes.json"
+
+
+def choose_recipe(final: pd.DataFrame, tie: float = RECIPE_TIE_POINTS) -> str:
+    """The candidate :data:`RECIPE_RULE` picks from one row per candidate (``candidate``,
+    ``top1_random``, ``top1_min``, ``top1_max``: INT8 after the LSQ+ phase)."""
+    best = final.top1_random.max()
+    near = final[final.top1_random >= best - tie]
+    return str(near.sort_values(["top1_min", "top1_max", "top1_random"], ascending=False,
+                                kind="stable").candidate.iloc[0])
+
+
+def equal_minutes_epochs(minutes: float, images_per_s: dict[str, float], train_images: int,
+                         max_share: float = MAX_FIRST_SHARE) -> dict[str, int]:
+    """Epochs of each FP32 phase of a candidate so that its FP32 training takes about
+    ``minutes`` on this host: {"sandwich": n} or, with a max phase, {"max": a, "sandwich":
+    b} (``max_share`` of the minutes on the max subnet alone). At least one epoch each."""
+    share = {"max": max_share, "sandwich": 1 - max_share} if "max" in images_per_s \
+        else {"sandwich": 1.0}
+    return {k: max(1, round(minutes * 60 * f * images_per_s[k] / train_images))
+            for k, f in share.items()}
+
+
+def curve_evaluator(recal: torch.Tensor, subnets, quant_images: torch.Tensor):
+    """The benchmark's per-epoch evaluator: held-out top-1 of max, min and fixed random
+    subnets in FP32 and in INT8: a copy with min-max initialised LSQ+ quantizers (no LSQ+
+    training) during the FP32 phases, the trained quantizers in the LSQ+ phase."""
+    inner = subnets_evaluator(recal, subnets)
+
+    def evaluate_curve(net, loader) -> dict:
+        core = getattr(net, "module", net)
+        if is_quantized(core):
+            return {f"{k}_int8": v for k, v in inner(core, loader).items()}
+        out = inner(core, loader)
+        q = quantize_supernet(core, quant_images)
+        out.update({f"{k}_int8": v for k, v in inner(q, loader).items()})
+        return out
+    return evaluate_curve
+
+
+def recipe_bench() -> dict | None:
+    """The saved recipe benchmark (host, commit, curves, the rule's pick), or None."""
+    if not RECIPE_BENCH.is_file():
+        return None
+    return json.loads(RECIPE_BENCH.read_text())
+
+
+def recipe_bench_table(bench: dict) -> pd.DataFrame:
+    """Per candidate of the saved benchmark: its FP32 epochs and images per second, minutes,
+    and the held-out INT8 top-1 of max, min and median random subnet after its LSQ+ phase
+    (the numbers the rule picks on), with the pick marked."""
+    curves, sizes = pd.DataFrame(bench["curves"]), pd.DataFrame(bench["sizes"])
+    final = curves.groupby("candidate", sort=False).tail(1).set_index("candidate")
+    rows = []
+    for r in sizes.itertuples():
+        f = final.loc[r.candidate]
+        rows.append({"candidate": r.candidate, "recipe": ", ".join(
+            f"{k} {v}" for k, v in bench["candidates"][r.candidate].items()),
+            "FP32 epochs": " + ".join(str(int(getattr(r, c))) for c in ("epochs_max",
+                                                                       "epochs_sandwich")
+                                      if c in sizes and not pd.isna(getattr(r, c))),
+            "sandwich images/s": r.images_per_s_sandwich,
+            "minutes (all phases)": float(f.minutes),
+            "max INT8": f.valid_top1_max_int8, "min INT8": f.valid_top1_min_int8,
+            "random median INT8": f.valid_top1_random_int8,
+            "chosen": "yes" if r.candidate == bench["chosen"] else ""})
+    return pd.DataFrame(rows)
+
+
+def bench_dimension_table(bench: dict) -> pd.DataFrame:
+    """The benchmark's one-dimension-at-a-time table, the paper's shortcut beside the
+    parameter-free one (median held-out INT8 top-1 of the draws)."""
+    t = pd.DataFrame(bench["table_b"])
+    return t.pivot_table(index="dimension", columns="candidate", values="median top-1 INT8",
+                         sort=False).reset_index()
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 
-def ends_table(nets: dict, data: TrainingData) -> pd.DataFrame:
-    """Test top-1 of each space's max and min subnets: FP32 (FP32 supernet) and INT8
-    fake-quant (LSQ+ supernet), with inherited weights and BN re-calibrated."""
-    recal, rows = recal_images(data), []
+def random_subnets(space: SpaceChoice, n: int, seed: int, resolution: int) -> list[Subnet]:
+    """``n`` uniformly random subnets of ``space`` (``sample_subnet``: per-block kernel,
+    width and expand, per-stage depth) at ``resolution``, from a fixed seed: the middle of
+    the space the chapter's records and checks follow."""
+    rng = np.random.default_rng(seed)
+    return [sample_subnet(space.spec, space, rng, resolutions=(resolution,)) for _ in range(n)]
+
+
+def ends_table(nets: dict, data: TrainingData, recal_n: int, n_random: int, seed: int,
+               resolution: int) -> pd.DataFrame:
+    """Test top-1 of each space's max and min subnets and of ``n_random`` fixed random
+    subnets at ``resolution``: FP32 (FP32 supernet) and INT8 fake-quant (LSQ+ supernet), with
+    inherited weights and BN re-estimated on ``recal_n`` images."""
+    recal, rows = recal_images(data, recal_n), []
     for label, (fp32, lsq) in nets.items():
-        for kind in ("max", "min"):
-            row = {"space": label, "subnet": kind}
-            for precision, net in (("fp32", fp32), ("int8", lsq)):
-                sub = getattr(net, f"sample_{kind}")()
-                row[f"top1_{precision}"] = subnet_accuracy(net, sub, recal,
-                                                          data.loaders["test"])["top1"]
-            rows.append(row)
+        picks = [("max", fp32.sample_max()), ("min", fp32.sample_min())]
+        picks += [(f"random{i}", s) for i, s in enumerate(
+            random_subnets(fp32.space, n_random, seed, resolution))]
+        for kind, sub in picks:
+            rows.append({"space": label, "subnet": kind, "encoding": sub.encode(),
+                         **{f"top1_{p}": subnet_accuracy(net, sub, recal,
+                                                         data.loaders["test"])["top1"]
+                            for p, net in (("fp32", fp32), ("int8", lsq))}})
+        fp32.sample_max()
     return pd.DataFrame(rows)
 
 
-def recalibration_table(lsq: Supernet, data: TrainingData) -> pd.DataFrame:
-    """Held-out INT8 top-1 of the max and min subnets with BN re-estimated on 1/8, 1/2 and
-    all of the re-calibration images: enough when the last two agree."""
-    recal, rows = recal_images(data), []
-    for n in sorted({max(8, len(recal) // 8), max(8, len(recal) // 2), len(recal)}):
-        for kind in ("max", "min"):
-            sub = getattr(lsq, f"sample_{kind}")()
-            rows.append({"images": n, "subnet": kind,
-                         "valid_top1_int8": subnet_accuracy(lsq, sub, recal[:n],
-                                                            data.loaders["valid"])["top1"]})
-    return pd.DataFrame(rows).pivot_table(index="images", columns="subnet",
-                                          values="valid_top1_int8").reset_index()
+def ends_summary(ends: pd.DataFrame) -> pd.DataFrame:
+    """Per space: max, min and the median (range) of the random subnets, INT8 and FP32."""
+    rows = []
+    for label, g in ends.groupby("space", sort=False):
+        rnd = g[g.subnet.str.startswith("random")]
+        row = {"space": label}
+        for p in ("int8", "fp32"):
+            by = g.set_index("subnet")[f"top1_{p}"]
+            row.update({f"max {p}": by["max"], f"min {p}": by["min"],
+                        f"random median {p}": float(rnd[f"top1_{p}"].median()),
+                        f"random range {p}": f"{rnd[f'top1_{p}'].min():.1f}-"
+                                             f"{rnd[f'top1_{p}'].max():.1f}"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- diagnosis
+
+
+def bn_curve(lsq: Supernet, subnets, data: TrainingData, counts) -> pd.DataFrame:
+    """Held-out INT8 top-1 of fixed middle subnets with BN statistics re-estimated on each of
+    ``counts`` class-balanced training images (0: the supernet's running statistics, which
+    mix every subnet trained). Rows: count, subnet, top1, seconds."""
+    rows = []
+    for n in counts:
+        for i, sub in enumerate(subnets):
+            t0 = time.perf_counter()
+            net = subnet_network(lsq, sub, recal_images(data, n) if n else None)
+            top1 = evaluate(net, data.loaders["valid"])["top1"]
+            rows.append({"images": int(n), "subnet": f"random{i}", "top1_int8": top1,
+                         "seconds": time.perf_counter() - t0})
+    return pd.DataFrame(rows)
+
+
+def pick_recal_count(curve: pd.DataFrame, thresholds: dict = THRESHOLDS) -> int:
+    """The fewest re-estimation images whose median top-1 is within ``recal_points`` of the
+    largest count's (rule fixed before the numbers)."""
+    med = curve.groupby("images").top1_int8.median().sort_index()
+    best = med.iloc[-1]
+    ok = [int(n) for n, v in med.items() if n > 0 and v >= best - thresholds["recal_points"]]
+    return min(ok) if ok else int(med.index[-1])
+
+
+#: The elastic dimensions of :func:`vary`, each drawn at random with the rest at the max.
+DIMENSIONS = ("depth", "kernel", "expand", "width per block", "width per stage",
+              "resolution")
+
+
+def vary(space: SpaceChoice, dimension: str, rng: np.random.Generator) -> Subnet:
+    """The max subnet of ``space`` with one elastic dimension drawn at random: per-stage
+    depths (the kept blocks at their max), per-block kernels, expands or widths, one width
+    per stage for all its blocks, or the resolution."""
+    hs = space.spec
+    base = max_subnet(hs, space)
+    stages = dict(base.stage_blocks())
+    searchable = set(hs.searchable_stages)
+
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    depths = list(base.depths)
+    resolution = base.resolution
+    for si, (name, blocks) in enumerate(stages.items()):
+        if name not in searchable:
+            continue
+        spec, widths = space.block(name), space.widths(name)
+        stage_w = pick(widths)
+        new = []
+        if dimension == "depth":
+            depths[si] = pick(hs.stage(name).depths)
+            blocks = blocks[:1] * depths[si]
+        for k, w, e in blocks:
+            if dimension == "kernel":
+                k = pick(spec.kernels)
+            elif dimension == "expand" and e is not None:
+                e = pick(spec.expand_choices)
+            elif dimension == "width per block":
+                w = pick(widths)
+            elif dimension == "width per stage":
+                w = stage_w
+            new.append((k, w, e))
+        stages[name] = tuple(new)
+    if dimension == "resolution":
+        resolution = pick(hs.resolutions)
+    elif dimension not in DIMENSIONS:
+        raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)}; got {dimension!r}")
+    flat = [b for blocks in stages.values() for b in blocks]
+    sub = Subnet(tuple(len(b) for b in stages.values()), tuple(k for k, _, _ in flat),
+                 tuple(w for _, w, _ in flat), tuple(e for _, _, e in flat), resolution)
+    return sub.validate(hs, space)
+
+
+def dimension_table(lsq: Supernet, data: TrainingData, recal_n: int, draws: int,
+                    seed: int) -> pd.DataFrame:
+    """One elastic dimension at a time: held-out INT8 top-1 of the max subnet and of
+    ``draws`` subnets equal to it except one dimension drawn at random (median and range):
+    where accuracy falls off tells which kind of sharing the supernet has not learned."""
+    rng = np.random.default_rng(seed)
+    recal, loader = recal_images(data, recal_n), data.loaders["valid"]
+    rows = [{"dimension": "none (max subnet)", "draws": 1,
+             **_spread([subnet_accuracy(lsq, lsq.sample_max(), recal, loader)["top1"]])}]
+    for dim in DIMENSIONS:
+        tops = [subnet_accuracy(lsq, vary(lsq.space, dim, rng), recal, loader)["top1"]
+                for _ in range(draws)]
+        rows.append({"dimension": dim, "draws": draws, **_spread(tops)})
+    lsq.sample_max()
+    return pd.DataFrame(rows)
+
+
+def _spread(values) -> dict:
+    v = np.asarray(values, float)
+    return {"median top-1 INT8": float(np.median(v)), "lowest": float(v.min()),
+            "highest": float(v.max())}
+
+
+def extraction_table(nets: dict, subnets, data: TrainingData, recal_n: int,
+                     images: int = 256) -> pd.DataFrame:
+    """The extracted static network against the supernet's elastic forward, same subnet,
+    same BN images, eval mode: the largest logit difference on ``images`` held-out images and
+    both held-out top-1s (FP32 and INT8): the fast evaluation path computes what the elastic
+    one does."""
+    recal = recal_images(data, recal_n)
+    x = torch.stack([data.loaders["valid"].dataset[i][0] for i in range(images)])
+    rows = []
+    for precision, net in nets.items():
+        for i, sub in enumerate(subnets):
+            static = subnet_network(net, sub, recal)
+            with torch.no_grad():
+                y_static = static(x)
+                net.set_active_subnet(sub)
+                recalibrate_bn(net, recalibration_batches(recal))  # (the elastic path's own)
+                y_elastic = net(x)
+            rows.append({"precision": precision, "subnet": f"random{i}",
+                         "max |static - elastic| logit": float((y_static - y_elastic).abs().max()),
+                         "logit scale": float(y_elastic.abs().max()),
+                         "top1 static": evaluate(static, data.loaders["valid"])["top1"],
+                         "top1 elastic": elastic_subnet_accuracy(net, sub, recal,
+                                                                 data.loaders["valid"])["top1"]})
+        net.sample_max()
+    return pd.DataFrame(rows)
+
+
+def precision_table(fp32: Supernet, lsq: Supernet, subnets, data: TrainingData,
+                    recal_n: int) -> pd.DataFrame:
+    """FP32 against INT8 fake-quant held-out top-1 of the same subnets (inherited weights):
+    what the LSQ+ stage and per-tensor quantization cost the middle of the space."""
+    recal, loader = recal_images(data, recal_n), data.loaders["valid"]
+    rows = [{"subnet": f"random{i}",
+             "top1 FP32": subnet_accuracy(fp32, s, recal, loader)["top1"],
+             "top1 INT8": subnet_accuracy(lsq, s, recal, loader)["top1"]}
+            for i, s in enumerate(subnets)]
+    out = pd.DataFrame(rows)
+    out["INT8 - FP32"] = out["top1 INT8"] - out["top1 FP32"]
+    return out
+
+
+def at_start_table(plan_: SupernetPlan, label: str, subnets, data: TrainingData,
+                   students_folder: Path | None, recal_n: int) -> pd.DataFrame:
+    """Held-out FP32 top-1 of the max, min and middle subnets of ``label``'s supernet right
+    after its start, before any step (BN re-estimated): where training begins (10 % is
+    chance on 10 classes; the block-wise start may begin higher)."""
+    net = new_supernet(plan_.spaces[label], plan_.init, plan_.fp32.seed, students_folder,
+                       plan_.shortcut, "zero-gamma" in plan_.recipe)
+    recal, loader = recal_images(data, recal_n), data.loaders["valid"]
+    picks = [("max", net.sample_max()), ("min", net.sample_min())]
+    picks += [(f"random{i}", s) for i, s in enumerate(subnets)]
+    return pd.DataFrame([{"subnet": k, "top1 FP32 at start":
+                          subnet_accuracy(net, s, recal, loader)["top1"]} for k, s in picks])
 
 
 # ----------------------------------------------------------------------------- Figure 1
@@ -344,11 +731,13 @@ def device_predictor(profile: str):
 def fig1_pools(plan_: SupernetPlan, labels, tables_folder: Path, predictor, n_pool: int,
                seed: int) -> dict[str, pd.DataFrame]:
     """Per space, ``n_pool`` table-composed subnets with their predicted INT8 latency on this
-    host's device."""
+    host's device, at the resolutions the sandwich trains its random subnets at (the
+    hyperspace's sample_resolutions; only the min subnet trains below them)."""
     out = {}
     for i, label in enumerate(labels):
         sp = plan_.spaces[label]
-        pool = table_subnets(sp, tables_folder, n_pool, seed + i)
+        pool = table_subnets(sp, tables_folder, n_pool, seed + i,
+                             resolutions=sp.spec.sample_resolutions)
         pool["int8_ms"] = predictor.predict(list(pool.subnet), "int8", space=sp)
         out[label] = pool.assign(space=label)
     return out
@@ -367,11 +756,14 @@ def pick_nearest(pool: pd.DataFrame, latency_ms: float, n: int) -> pd.DataFrame:
     return pool.loc[order].reset_index(drop=True)
 
 
-def evaluate_pool(lsq: Supernet, picked: pd.DataFrame, data: TrainingData) -> pd.DataFrame:
-    """INT8 fake-quant test top-1 (inherited weights, BN re-calibrated) of picked subnets."""
+def evaluate_pool(lsq: Supernet, picked: pd.DataFrame, data: TrainingData,
+                  recal_n: int) -> pd.DataFrame:
+    """INT8 fake-quant test top-1 (inherited weights, BN re-estimated on ``recal_n``
+    images) of picked subnets, and the seconds each evaluation took."""
     if not len(picked):
         return picked.assign(top1_int8=[], eval_seconds=[])
-    ev = evaluate_subnets(lsq, list(picked.subnet), recal_images(data), data.loaders["test"])
+    ev = evaluate_subnets(lsq, list(picked.subnet), recal_images(data, recal_n),
+                          data.loaders["test"])
     return picked.assign(top1_int8=ev.top1.to_numpy(), eval_seconds=ev.seconds.to_numpy())
 
 
@@ -387,16 +779,20 @@ def bootstrap_median_difference(a, b, seed: int = 0, n: int = BOOTSTRAP,
         float(np.quantile(diffs, 1 - q))
 
 
-def fig1_verdict(evolved, other, seed: int = 0) -> dict:
+def fig1_verdict(evolved, other, seed: int = 0, bar: float | None = None) -> dict:
     """Figure 1's rule: the evolved space's median INT8 top-1 minus the other's, with its
     bootstrap interval: ``holds`` above 0, ``fails`` below 0, ``undecided at this budget``
-    when the interval spans 0."""
+    when the interval spans 0; "not tested at this budget" when either space's median is
+    below the reference file's ``min_top1_int8`` (subnets that have not learned)."""
     if min(len(evolved), len(other)) < 2:
         return {"median_difference": float("nan"), "ci_low": float("nan"),
                 "ci_high": float("nan"),
                 "verdict": "undecided: the spaces share no latency window"}
     diff, lo, hi = bootstrap_median_difference(evolved, other, seed)
-    verdict = "holds" if lo > 0 else "fails" if hi < 0 else "undecided at this budget"
+    ok, why = learned({"evolved": float(np.median(evolved)),
+                       "hand-designed": float(np.median(other))}, bar)
+    verdict = (why if not ok else "holds" if lo > 0 else "fails" if hi < 0
+               else "undecided at this budget")
     return {"median_difference": diff, "ci_low": lo, "ci_high": hi, "verdict": verdict}
 
 
@@ -426,11 +822,18 @@ def kendall_with_interval(x, y, seed: int = 0, n: int = BOOTSTRAP,
             "ci_high": float(np.quantile(taus, 1 - q)), "n": len(x)}
 
 
-def proxy_table(evaluated: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def proxy_table(evaluated: dict[str, pd.DataFrame], bar: float | None = None) -> pd.DataFrame:
     """Per space: does the block-wise proxy (lower NSR sum = better) rank the subnets as their
-    INT8 top-1 does? Kendall tau of -NSR sum against top-1, with its interval."""
-    return pd.DataFrame([{"space": label, **kendall_with_interval(-df.nsr_sum, df.top1_int8)}
-                         for label, df in evaluated.items()])
+    INT8 top-1 does? Kendall tau of -NSR sum against top-1, with its interval; ``tested``
+    only where the subnets' median INT8 top-1 reaches the bar (else the tau ranks noise)."""
+    rows = []
+    for label, df in evaluated.items():
+        ok, why = learned({label: float(df.top1_int8.median())} if len(df) else
+                          {label: float("nan")}, bar)
+        rows.append({"space": label, **kendall_with_interval(-df.nsr_sum, df.top1_int8),
+                     "median top-1 INT8": float(df.top1_int8.median()) if len(df) else
+                     float("nan"), "tested": ok, "why not": why})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- weight sharing
@@ -443,11 +846,18 @@ def spread(pool: pd.DataFrame, n: int, column: str = "int8_ms") -> pd.DataFrame:
     return s.iloc[idx].reset_index(drop=True)
 
 
+def standalone_checkpoint(run, space: SpaceChoice, subnet: str, cfg: TrainConfig) -> Path:
+    """Where a stand-alone subnet keeps its checkpoint: keyed by the space, the subnet's
+    encoding and the training settings, so other subnets or settings train anew."""
+    return run.path / "standalone" / (stable_hash({"space": space.encode(), "subnet": subnet,
+                                                   "cfg": cfg.as_dict()})[:16] + ".pt")
+
+
 def standalone_table(space: SpaceChoice, picked: pd.DataFrame, cfg: TrainConfig, run,
-                     test_images: int, dataset: str = "imagenette",
-                     label: str = "evolved-ort-vnni") -> pd.DataFrame:
-    """Each picked subnet trained alone from scratch (the INT8 chapter's FP32 recipe, the
-    plan's short, equal budget) and its FP32 test top-1 (checkpoints resume)."""
+                     test_images: int, dataset: str = "imagenette") -> pd.DataFrame:
+    """Each picked subnet trained alone from scratch (the paper's architecture, learned
+    shortcuts; the plan's short, equal budget) and its FP32 test top-1 (checkpoints keyed by
+    the subnet and the settings; they resume)."""
     data = load_training_data(max(space.spec.resolutions), cfg, test_images=test_images,
                               dataset=dataset)
     out = []
@@ -455,7 +865,7 @@ def standalone_table(space: SpaceChoice, picked: pd.DataFrame, cfg: TrainConfig,
         torch.manual_seed(cfg.seed + i)
         model = build_subnet(space, sub, n_classes=data.n_classes)
         h = train_fp32(model, f"standalone/{space.encode()}:{sub}", cfg, data,
-                       run.path / f"standalone-{label}-{i}.pt", progress=False)
+                       standalone_checkpoint(run, space, sub, cfg), progress=False)
         out.append({"subnet": sub, "standalone_top1": evaluate(model, data.loaders["test"])[
             "top1"], "standalone_minutes": float(h.seconds.sum() / 60)})
     return picked.merge(pd.DataFrame(out), on="subnet")
@@ -464,20 +874,26 @@ def standalone_table(space: SpaceChoice, picked: pd.DataFrame, cfg: TrainConfig,
 # ----------------------------------------------------------------------------- QFA
 
 
+#: Post-training calibration images of the deployed files (a class-balanced prefix).
+PTQ_CALIBRATION = 256
+
+
 def qfa_check(fp32: Supernet, lsq: Supernet, picked: pd.DataFrame, data: TrainingData,
-              run, protocol: Protocol, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+              run, protocol: Protocol, recal_n: int, seed: int = 0
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For each picked subnet (at 32 px, the images' size): (a) the LSQ+ supernet's weights
     and scales deployed as a learned-scale ORT file, (b) the FP32 supernet's weights with ORT
     post-training INT8, (c) the FP32 file; top-1 of each file on the test images (from the
     file's own preprocessing), beside the fake-quant top-1; latency of every file (cached on
     the files' contents)."""
-    recal = recal_images(data)
+    recal = recal_images(data, recal_n)
+    calibration = data.calibration[:PTQ_CALIBRATION]
     out_dir = run.path / "qfa"
     rows, files = [], []
     for i, sub in enumerate(picked.subnet):
         label = f"qfa{i}"
         fq = subnet_accuracy(lsq, sub, recal, data.loaders["test"])["top1"]
-        lsq_file, ptq_file = subnet_files(fp32, lsq, sub, recal, data.calibration,
+        lsq_file, ptq_file = subnet_files(fp32, lsq, sub, recal, calibration,
                                           data.preprocessing, ("ort-lsq-qdq", "ort-ptq"),
                                           out_dir, label)
         files += [lsq_file, ptq_file]
@@ -490,44 +906,50 @@ def qfa_check(fp32: Supernet, lsq: Supernet, picked: pd.DataFrame, data: Trainin
             row[f"artifact_{name}"] = str(Path(path).relative_to(run.path))
         rows.append(row)
     table = pd.DataFrame(rows)
-    lat = timed_files(files, data.calibration, protocol, seed, run, name="qfa_latency")
+    lat = timed_files(files, calibration, protocol, seed, run, name="qfa_latency")
     lat["label"] = [f"qfa{i // 2}" for i in range(len(lat))]
     return table, lat
 
 
-def qfa_verdict(table: pd.DataFrame, thresholds: dict = THRESHOLDS) -> dict:
+def qfa_verdict(table: pd.DataFrame, thresholds: dict = THRESHOLDS,
+                bar: float | None = None) -> dict:
     """Quantized-for-all holds when the learned-scale file stays within ``qfa_file_points``
     of its fake-quant network and within ``qfa_int8_drop_points`` of FP32 (medians over the
-    subnets); also says whether post-training INT8 of the FP32 weights loses more."""
+    subnets); also says whether post-training INT8 of the FP32 weights loses more. Not
+    tested when the subnets' median fake-quant INT8 top-1 is below the bar."""
     file_gap = float((table.top1_int8_ort_lsq_qdq - table.top1_int8_fakequant).abs().median())
     drop_a = float((table.top1_fp32 - table.top1_int8_ort_lsq_qdq).median())
     drop_b = float((table.top1_fp32 - table.top1_int8_ort_ptq).median())
     holds = file_gap <= thresholds["qfa_file_points"] and \
         drop_a <= thresholds["qfa_int8_drop_points"]
+    ok, why = learned({"QFA subnets": float(table.top1_int8_fakequant.median())}, bar)
     return {"file_vs_fakequant_points": file_gap, "int8_drop_points_learned": drop_a,
             "int8_drop_points_ptq": drop_b, "ptq_loses_more": drop_b > drop_a,
-            "verdict": "holds" if holds else "does not hold"}
+            "verdict": why if not ok else "holds" if holds else "does not hold"}
 
 
 # ----------------------------------------------------------------------------- records
 
 
-def summary_records(spaces: dict, ends: pd.DataFrame, starts: pd.DataFrame | None,
-                    fig1: dict, proxy: pd.DataFrame, ws: dict | None, qfa: pd.DataFrame,
-                    qfa_v: dict, evals_per_minute: float) -> list[dict]:
+def summary_records(spaces: dict, ends: pd.DataFrame, fig1: dict, proxy: pd.DataFrame,
+                    ws: dict, qfa: pd.DataFrame, qfa_v: dict, evals_per_minute: float,
+                    recal_n: int) -> list[dict]:
     """The chapter's records (short labels in names; the encodings in a field)."""
     out = []
     for r in ends.itertuples():
+        if r.subnet.startswith("random"):
+            continue
         for precision in ("int8", "fp32"):
             rec = record(f"top1_{precision}/supernet/{r.space}/{r.subnet}",
                          round(float(getattr(r, f"top1_{precision}")), 2), "%")
             rec["encoding"] = spaces[r.space].encode()
             out.append(rec)
-    if starts is not None:
-        for r in starts.itertuples():
-            for kind in ("max", "min"):
-                out.append(record(f"valid_top1_fp32/supernet/evolved-ort-vnni/{kind}/{r.init}",
-                                  round(float(getattr(r, f"valid_top1_{kind}")), 2), "%"))
+    for label, g in ends[ends.subnet.str.startswith("random")].groupby("space", sort=False):
+        for precision in ("int8", "fp32"):
+            rec = record(f"median_top1_{precision}/supernet/{label}/random",
+                         round(float(g[f"top1_{precision}"].median()), 2), "%")
+            rec["encoding"] = spaces[label].encode()
+            out.append(rec)
     for label, df in fig1["evaluated"].items():
         if not fig1["window"]["common"]:
             break  # (medians of subnets at different latencies would compare nothing)
@@ -539,10 +961,14 @@ def summary_records(spaces: dict, ends: pd.DataFrame, starts: pd.DataFrame | Non
     for r in proxy.itertuples():
         if not np.isnan(r.tau):  # (fewer than 3 subnets: no correlation)
             out.append(record(f"kendall_tau/proxy/{r.space}", round(r.tau, 3), "tau"))
-    if ws is not None and not np.isnan(ws["tau"]):
-        out.append(record("kendall_tau/supernet/evolved-ort-vnni", round(ws["tau"], 3), "tau"))
-        out.append(record("kendall_tau_ci_low/supernet/evolved-ort-vnni",
-                          round(ws["ci_low"], 3), "tau"))
+    for scope, w in (("", ws["all"]), ("/window", ws["window"])):
+        name = f"supernet/evolved-ort-vnni{scope}"
+        out.append(record(f"kendall_n/{name}", int(w["n"]), "subnets"))
+        if not np.isnan(w["tau"]):
+            out.append(record(f"kendall_tau/{name}", round(w["tau"], 3), "tau"))
+            out.append(record(f"kendall_tau_ci_low/{name}", round(w["ci_low"], 3), "tau"))
+            out.append(record(f"kendall_tau_ci_high/{name}", round(w["ci_high"], 3), "tau"))
+    out.append(record("verdict/weight_sharing", ws["verdict"], "verdict"))
     for r in qfa.to_dict("records"):
         for name, key in (("int8-ort-lsq-qdq", "int8_ort_lsq_qdq"),
                           ("int8-ort-ptq", "int8_ort_ptq"), ("fp32", "fp32")):
@@ -554,6 +980,7 @@ def summary_records(spaces: dict, ends: pd.DataFrame, starts: pd.DataFrame | Non
     out.append(record("verdict/quantized_for_all", qfa_v["verdict"], "verdict"))
     out.append(record("evaluations_per_minute/supernet", round(evals_per_minute, 1),
                       "subnets/min"))
+    out.append(record("recal_images/supernet", int(recal_n), "images"))
     return out
 
 
@@ -563,14 +990,33 @@ def load_run(profile: str, root: Path | None = None) -> Run:
     return Run("supernet", profile, root)
 
 
+#: The file the chapter writes after training: what later chapters need of it.
+TRAINED = "trained"
+
+
+def trained_record(plan_: SupernetPlan, paths: dict[str, list[Path]]) -> dict:
+    """What the run trained, for later chapters: the start, recipe and shortcut kind, and per
+    space its FP32 and LSQ+ checkpoints with their epochs (the last phase of each precision)."""
+    out = {"init": plan_.init, "recipe": list(plan_.recipe), "shortcut": plan_.shortcut,
+           "spaces": {}}
+    for label, ps in paths.items():
+        last = {ph.precision: (path, ph.cfg.epochs) for ph, path in zip(plan_.phases, ps)}
+        out["spaces"][label] = {"encoding": plan_.spaces[label].encode(),
+                                **{p: {"checkpoint": last[p][0].name, "epochs": last[p][1]}
+                                   for p in ("fp32", "lsq")}}
+    return out
+
+
 @dataclass(frozen=True)
 class SupernetResults:
     """What the chapter left for the search chapter (:func:`load_results`): its trained
-    supernets, the spaces they belong to, and the same held-out split and BN images."""
+    supernets (start, recipe and checkpoints as the run stored them), the spaces they belong
+    to, and the same held-out split and BN images."""
 
     path: Path
     params: dict
     records: tuple
+    trained: dict
 
     def _value(self, name: str) -> dict:
         for r in self.records:
@@ -580,38 +1026,47 @@ class SupernetResults:
                                  "'The quantized-for-all supernet' to the end first")
 
     def spaces(self) -> dict[str, SpaceChoice]:
-        """label -> space of every supernet the chapter trained (from its records)."""
-        return {label: SpaceChoice.decode(self._value(
-                f"top1_int8/supernet/{label}/max")["encoding"])
-                for label in self.params["spaces"].split(",")}
+        """label -> space of every supernet the chapter trained."""
+        return {label: SpaceChoice.decode(v["encoding"])
+                for label, v in self.trained["spaces"].items()}
 
     @property
     def init(self) -> str:
-        """The start every supernet took (the parameter's, or the one the rule chose)."""
-        if self.params["init"] != "auto":
-            return self.params["init"]
-        table = pd.DataFrame([{"init": i, **{f"valid_top1_{k}": self._value(
-            f"valid_top1_fp32/supernet/evolved-ort-vnni/{k}/{i}")["value"]
-            for k in ("max", "min")}} for i in INITS])
-        return start_rule(table)
+        """The start every supernet took."""
+        return self.trained["init"]
+
+    @property
+    def recipe(self) -> tuple[str, ...]:
+        return tuple(self.trained["recipe"])
+
+    @property
+    def recal_images(self) -> int:
+        """The BN re-estimation images the chapter picked (its re-estimation curve)."""
+        return int(self._value("recal_images/supernet")["value"])
 
     def checkpoints(self, label: str) -> tuple[Path, Path]:
-        return (self.path / f"{label}-{self.init}-fp32.pt",
-                self.path / f"{label}-{self.init}-lsq.pt")
+        v = self.trained["spaces"][label]
+        return self.path / v["fp32"]["checkpoint"], self.path / v["lsq"]["checkpoint"]
 
     def supernets(self, label: str) -> tuple[Supernet, Supernet, str]:
         """``label``'s trained (FP32, LSQ+) supernets and the LSQ+ checkpoint's sha256 (what a
         fitness cache is keyed on); CheckpointError when a stage did not finish."""
-        sp = self.spaces()[label]
+        sp, v = self.spaces()[label], self.trained["spaces"][label]
         f32, f8 = self.checkpoints(label)
-        fp32 = load_supernet(sp, f32, "fp32", finished_epochs=int(self.params["fp32_epochs"]))
-        lsq = load_supernet(sp, f8, "lsq", finished_epochs=int(self.params["lsq_epochs"]))
+        shortcut = self.trained["shortcut"]
+        fp32 = load_supernet(sp, f32, "fp32", finished_epochs=v["fp32"]["epochs"],
+                             shortcut=shortcut)
+        lsq = load_supernet(sp, f8, "lsq", finished_epochs=v["lsq"]["epochs"],
+                            shortcut=shortcut)
         return fp32, lsq, file_hash(f8)
 
     def data(self) -> TrainingData:
-        """The chapter's data: its held-out split, test split and BN re-calibration images."""
+        """The chapter's data: its held-out split, test split and the BN re-estimation images
+        it picked (a class-balanced prefix)."""
         cfg = config.chapter_config("supernet", **self.params)
-        return load_data(cfg, plan(cfg))[0]
+        data = load_data(cfg, plan(cfg))[0]
+        data.calibration = data.calibration[:self.recal_images]
+        return data
 
 
 def load_results(profile: str, root: Path | None = None) -> SupernetResults:
@@ -619,35 +1074,37 @@ def load_results(profile: str, root: Path | None = None) -> SupernetResults:
     chapter to run first."""
     run = load_run(profile, root)
     params = run.finished_params()
-    return SupernetResults(run.path, params, tuple(run.read_summary()))
-
+    return SupernetResults(run.path, params, tuple(run.read_summary()),
+                           run.load(TRAINED, "json"))
 
 
 # ----------------------------------------------------------------------------- the chapter's steps
 
 
-def starting_point(cfg, plan_: SupernetPlan, data: TrainingData, run,
-                   students_folder: Path) -> tuple[pd.DataFrame | None, str]:
-    """The start every supernet takes: the parameter's, or (``auto``) the one
-    :func:`compare_starts` picks on the evolved space."""
-    if plan_.init != "auto":
-        return None, plan_.init
-    return compare_starts(plan_, data, run, students_folder)
-
-
-def train_all(plan_: SupernetPlan, init: str, data: TrainingData, lsq_data: TrainingData,
-              run, students_folder: Path) -> tuple[dict, pd.DataFrame]:
-    """Every space's supernet, the same start and epochs for each: {label: (FP32, LSQ+)} and
-    their per-epoch metrics."""
-    nets, histories = {}, []
+def train_all(plan_: SupernetPlan, data: TrainingData, lsq_data: TrainingData, run,
+              students_folder: Path | None, teacher=None, teacher_digest: str | None = None
+              ) -> tuple[dict, pd.DataFrame]:
+    """Every space's supernet, the same start, recipe and epochs for each: {label: (FP32,
+    LSQ+)} and their per-epoch metrics; the run keeps what it trained (:data:`TRAINED`)."""
+    nets, histories, paths = {}, [], {}
     for label in plan_.spaces:
-        fp32, lsq, h = train_space(label, plan_, init, data, lsq_data, run, students_folder)
+        fp32, lsq, h, ps = train_space(label, plan_, data, lsq_data, run, students_folder,
+                                       teacher, teacher_digest)
         nets[label] = (fp32, lsq)
         histories.append(h)
+        paths[label] = ps
     history = pd.concat(histories, ignore_index=True)
     if rank() == 0:
         run.save(history, "history")
+        run.save(trained_record(plan_, paths), TRAINED, "json")
     return nets, history
+
+
+def students_folder(plan_: SupernetPlan, profile: str, root: Path | None = None) -> Path | None:
+    """The block-wise chapter's job folder when the supernets start from its students."""
+    if plan_.init != "blockkd":
+        return None
+    return blockkd_chapter.load_results(profile, root).job_folder
 
 
 def train_supernets(params: dict) -> Path:
@@ -662,9 +1119,9 @@ def train_supernets(params: dict) -> Path:
     try:
         run = load_run(cfg.profile)
         data, lsq_data = load_data(cfg, plan_)
-        students = blockkd_chapter.load_results(cfg.profile).job_folder
-        _, init = starting_point(cfg, plan_, data, run, students)
-        train_all(plan_, init, data, lsq_data, run, students)
+        teacher, digest = load_teacher(plan_, cfg.profile)
+        train_all(plan_, data, lsq_data, run, students_folder(plan_, cfg.profile), teacher,
+                  digest)
     finally:
         if joined:
             torch.distributed.destroy_process_group()
@@ -672,7 +1129,7 @@ def train_supernets(params: dict) -> Path:
 
 
 def figure1(cfg, plan_: SupernetPlan, nets: dict, data: TrainingData, tables_folder: Path,
-            predictor) -> dict:
+            predictor, recal_n: int) -> dict:
     """Figure 1 on this host: table-composed subnets of the evolved and the mbv3-style space
     in one INT8 latency window both fill, each evaluated in INT8 with inherited weights."""
     labels = [lb for lb in plan_.spaces if lb != "published-vnni"] + \
@@ -685,7 +1142,7 @@ def figure1(cfg, plan_: SupernetPlan, nets: dict, data: TrainingData, tables_fol
     for label, pool in pools.items():
         picked = (pick_in_window(pool, window, cfg.fig1_subnets) if window["common"]
                   else pick_nearest(pool, middle, cfg.fig1_subnets))
-        evaluated[label] = evaluate_pool(nets[label][1], picked, data)
+        evaluated[label] = evaluate_pool(nets[label][1], picked, data, recal_n)
     same = window["common"]  # no verdict from subnets of different latencies
     verdict = fig1_verdict(evaluated["evolved-ort-vnni"].top1_int8 if same else [],
                            evaluated["mbv3-style"].top1_int8 if same else [], cfg.seed)
@@ -693,7 +1150,9 @@ def figure1(cfg, plan_: SupernetPlan, nets: dict, data: TrainingData, tables_fol
                             "subnets evaluated": len(evaluated[k]),
                             "median INT8 top-1": float(evaluated[k].top1_int8.median()),
                             "spread (IQR)": float(evaluated[k].top1_int8.quantile(0.75) -
-                                                  evaluated[k].top1_int8.quantile(0.25))}
+                                                  evaluated[k].top1_int8.quantile(0.25)),
+                            "seconds per evaluation (median)":
+                                float(evaluated[k].eval_seconds.median())}
                            for k in pools])
     return {"pools": pools, "window": window, "evaluated": evaluated, "verdict": verdict,
             "shares": shares}
@@ -703,31 +1162,72 @@ def verdict_table(verdict: dict) -> pd.DataFrame:
     return pd.DataFrame([verdict])
 
 
+def ws_picks(pool: pd.DataFrame, window: dict, n: int, n_window: int) -> pd.DataFrame:
+    """``n`` subnets of a pool for the weight-sharing check: ``n_window`` spread over the
+    latency window (when the spaces share one), the rest spread over the whole pool's
+    latency range; column ``in_window``."""
+    inside = (pool.int8_ms >= window["low"]) & (pool.int8_ms <= window["high"]) \
+        if window["common"] else pd.Series(False, index=pool.index)
+    a = spread(pool[inside], min(n_window, int(inside.sum()))) if inside.any() else pool[:0]
+    rest = pool[~pool.subnet.isin(a.subnet)]
+    b = spread(rest, n - len(a))
+    out = pd.concat([a, b], ignore_index=True)
+    out["in_window"] = (out.int8_ms >= window["low"]) & (out.int8_ms <= window["high"]) \
+        if window["common"] else False
+    return out.drop_duplicates("subnet").reset_index(drop=True)
+
+
 def weight_sharing(cfg, plan_: SupernetPlan, nets: dict, fig1: dict, data: TrainingData,
-                   run, label: str = "evolved-ort-vnni") -> tuple[pd.DataFrame, dict]:
-    """``ws_subnets`` of the space's pool, spread over its latency range: inherited INT8
-    top-1 against the same architecture trained alone; Kendall tau with its interval."""
-    picked = spread(fig1["pools"][label], cfg.ws_subnets)
-    inherited = evaluate_pool(nets[label][1], picked, data)
+                   run, recal_n: int, label: str = "evolved-ort-vnni"
+                   ) -> tuple[pd.DataFrame, dict]:
+    """``ws_subnets`` of the space's pool (``ws_in_window`` of them in Figure 1's window):
+    inherited INT8 top-1 against the same architecture trained alone; Kendall tau with its
+    interval over all of them and over those in the window; a verdict only where both sides
+    learned (median top-1 at least the reference file's bar)."""
+    picked = ws_picks(fig1["pools"][label], fig1["window"], cfg.ws_subnets, cfg.ws_in_window)
+    inherited = evaluate_pool(nets[label][1], picked, data, recal_n)
     table = standalone_table(plan_.spaces[label], inherited, plan_.standalone, run,
-                             cfg.test_images, cfg.dataset, label)
-    return table, kendall_with_interval(table.top1_int8, table.standalone_top1, cfg.seed)
+                             cfg.test_images, cfg.dataset)
+    both = kendall_with_interval(table.top1_int8, table.standalone_top1, cfg.seed)
+    win = table[table.in_window]
+    inside = kendall_with_interval(win.top1_int8, win.standalone_top1, cfg.seed)
+    ok, why = learned({"inherited": float(table.top1_int8.median()),
+                       "stand-alone": float(table.standalone_top1.median())})
+    verdict = why if not ok else ("ranks agree" if both["ci_low"] > 0 else
+                                  "no agreement shown" if not np.isnan(both["tau"])
+                                  else "undefined (ties)")
+    return table, {"all": both, "window": inside, "verdict": verdict, **both}
 
 
 def quantized_for_all(cfg, plan_: SupernetPlan, nets: dict, fig1: dict, data: TrainingData,
-                      run, label: str = "evolved-ort-vnni"):
+                      run, recal_n: int, label: str = "evolved-ort-vnni"):
     """``qfa_subnets`` of the space at the images' resolution, spread over their latency
     range, deployed three ways: (table, latency records, verdict)."""
     r = resolution_of(plan_)
     pool = fig1["pools"][label]
     picked = spread(pool[pool.resolution == r], cfg.qfa_subnets)
     table, lat = qfa_check(nets[label][0], nets[label][1], picked, data, run, plan_.protocol,
-                           cfg.seed)
+                           recal_n, cfg.seed)
     return table, lat, qfa_verdict(table)
 
 
+def fitness_seconds(lsq: Supernet, subnets, data: TrainingData, recal_n: int,
+                    images: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Seconds one search fitness costs here: INT8 top-1 of each subnet on ``images``
+    class-balanced held-out images, BN re-estimated on ``recal_n`` (what the search chapter
+    pays per candidate, and sizes its searches by)."""
+    loader = balanced_loader(data.loaders["valid"], images, seed)
+    rows = []
+    for i, sub in enumerate(subnets):
+        t0 = time.perf_counter()
+        top1 = subnet_accuracy(lsq, sub, recal_images(data, recal_n), loader)["top1"]
+        rows.append({"subnet": f"random{i}", "images": len(loader.dataset), "top1_int8": top1,
+                     "seconds": time.perf_counter() - t0})
+    return pd.DataFrame(rows)
+
+
 def evaluations_per_minute(fig1: dict) -> float:
-    """Subnets evaluated per minute (BN re-calibration and the test split included): what a
+    """Subnets evaluated per minute (BN re-estimation and the test split included): what a
     search pays per candidate."""
     secs = np.concatenate([df.eval_seconds.to_numpy() for df in fig1["evaluated"].values()])
     return float(60.0 / np.mean(secs))
@@ -740,25 +1240,32 @@ def _difference_text(v: dict) -> str:
             f"{v['ci_high']:+.1f}]")
 
 
-def glue_values(cfg, plan_: SupernetPlan, init: str, starts, fig1: dict, ws: dict,
-                qfa_v: dict, history: pd.DataFrame, evals_min: float) -> dict:
+def _tau_text(w: dict) -> str:
+    if np.isnan(w["tau"]):
+        return f"undefined on {w['n']} subnets"
+    return f"{w['tau']:.2f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}] on {w['n']} subnets"
+
+
+def glue_values(cfg, plan_: SupernetPlan, fig1: dict, ws: dict, qfa_v: dict,
+                history: pd.DataFrame, evals_min: float, recal_n: int) -> dict:
     """The settings and numbers the chapter's text cites, from this run."""
     mins = minutes_table(history)
-    return {"sn_init": init, "sn_fp32_epochs": str(cfg.fp32_epochs),
+    fp32_min = mins[mins.phase != "lsq"].minutes.sum()
+    return {"sn_init": plan_.init, "sn_recipe": " + ".join(plan_.recipe),
+            "sn_shortcut": plan_.shortcut,
+            "sn_fp32_minutes": f"{fp32_min / max(1, len(plan_.spaces)):.1f}",
             "sn_lsq_epochs": str(cfg.lsq_epochs),
             "sn_lsq_images": f"{cfg.lsq_train_images:,}" if cfg.lsq_train_images else "all",
-            "sn_recal": str(cfg.recal_images), "sn_n_random": str(cfg.n_random),
+            "sn_recal": str(recal_n), "sn_n_random": str(cfg.n_random),
             "sn_window": (f"{fig1['window']['low']:.3f}-{fig1['window']['high']:.3f} ms"
                           if fig1["window"]["common"] else
                           "none: the spaces' predicted INT8 latencies do not overlap, so each "
                           "space shows its subnets nearest the pools' median latency"),
             "sn_fig1_verdict": fig1["verdict"]["verdict"],
             "sn_fig1_result": _difference_text(fig1["verdict"]),
-            "sn_ws_tau": f"{ws['tau']:.2f}", "sn_ws_ci": f"[{ws['ci_low']:.2f}, "
-                                                          f"{ws['ci_high']:.2f}]",
-            "sn_ws_n": str(ws["n"]), "sn_qfa_verdict": qfa_v["verdict"],
+            "sn_ws_all": _tau_text(ws["all"]), "sn_ws_window": _tau_text(ws["window"]),
+            "sn_ws_verdict": ws["verdict"], "sn_qfa_verdict": qfa_v["verdict"],
             "sn_evals_min": f"{evals_min:.1f}",
-            "sn_fp32_epoch_min": f"{mins[mins.phase == 'fp32'].minutes_per_epoch.max():.1f}",
             "sn_standalone": f"{cfg.standalone_epochs} epochs on "
                              f"{cfg.standalone_images or 'all':,} images"
                              if cfg.standalone_images else f"{cfg.standalone_epochs} epochs"}

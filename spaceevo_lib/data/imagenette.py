@@ -178,6 +178,24 @@ def subset(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray,
     return x[idx], y[idx]
 
 
+def class_balanced(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Positions of ``n`` rows of ``labels`` taken round-robin over the classes, a seeded
+    random order within each class: every prefix of k x (classes) rows holds k images of
+    each class while the classes last. For the fixed image sets that a prefix is taken of
+    (calibration, BN re-estimation, quantizer initialisation, fitness): the splits keep the
+    source order, which is sorted by class, so a plain prefix is one or two classes."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    pools = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    n = min(int(n), len(labels))
+    out: list[int] = []
+    depth = 0
+    while len(out) < n:
+        out += [int(p[depth]) for p in pools if depth < len(p)][:n - len(out)]
+        depth += 1
+    return np.asarray(out, dtype=np.int64)
+
+
 # ---- PyTorch -------------------------------------------------------------------------------
 def _transform(resolution: int, augment: str, mean, std):
     import torch  # heavy: torch

@@ -61,20 +61,39 @@ class SqueezeExcite(nn.Module):
         return x * s
 
 
-def shortcut(cin: int, cout: int, stride: int) -> nn.Module:
-    """The "forced residual": identity when shapes match, else 1x1 conv (stride) + BN."""
+def channel_projection(cin: int, cout: int) -> nn.Sequential:
+    """A 1x1 conv (no bias) whose weight keeps the first ``cout`` input channels or appends
+    zero channels: the parameter-free width change of a supernet's stride-1 block, written as
+    the runtimes' op (the paper's shortcut conv with BN folded is the same graph, so latency
+    predictors and exporters see the paper's block)."""
+    conv = nn.Conv2d(cin, cout, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        idx = torch.arange(min(cin, cout))
+        conv.weight[idx, idx] = 1.0
+    return nn.Sequential(conv)
+
+
+def shortcut(cin: int, cout: int, stride: int, fixed: bool = False) -> nn.Module:
+    """The "forced residual": identity when shapes match, else 1x1 conv (stride) + BN;
+    ``fixed`` (stride 1 only): :func:`channel_projection` instead of a learned conv + BN."""
     if stride == 1 and cin == cout:
         return nn.Identity()
+    if fixed:
+        if stride != 1:
+            raise ValueError(f"a fixed channel shortcut keeps the resolution; got stride {stride}")
+        return channel_projection(cin, cout)
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
 
 class Residual(nn.Module):
     """``post_act(body(x) + shortcut(x))``: the add every hyperspace block ends with."""
 
-    def __init__(self, body: nn.Module, cin: int, cout: int, stride: int, post_act: str = "none"):
+    def __init__(self, body: nn.Module, cin: int, cout: int, stride: int, post_act: str = "none",
+                 fixed_shortcut: bool = False):
         super().__init__()
         self.body = body
-        self.shortcut = shortcut(cin, cout, stride)
+        self.shortcut = shortcut(cin, cout, stride, fixed_shortcut)
         self.post_act = act_layer(post_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,21 +113,24 @@ def _depthwise(channels: int, k: int, stride: int, act: str, stacked_k3: bool) -
 # One builder per family of the block registry (``spaceevo_lib.nn.registry``): ``bt`` is the
 # code's BlockType (its switches: se, k3, forced_residual, hidden_from, se_from).
 
-def conv_bn_act_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+def conv_bn_act_block(bt: BlockType, cin, cout, k, stride, e, act,
+                      fixed_shortcut: bool = False) -> nn.Module:
     """The stem: k x k conv (stride) + BN + act."""
     return ConvBNAct(cin, cout, k, stride, act)
 
 
-def mbv1_dual_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+def mbv1_dual_block(bt: BlockType, cin, cout, k, stride, e, act,
+                    fixed_shortcut: bool = False) -> nn.Module:
     """DW k (stride) -> PW cin->cout -> DW k -> PW cout->cout, each BN + act; forced residual."""
     body = nn.Sequential(ConvBNAct(cin, cin, k, stride, act, groups=cin),
                          ConvBNAct(cin, cout, 1, 1, act),
                          ConvBNAct(cout, cout, k, 1, act, groups=cout),
                          ConvBNAct(cout, cout, 1, 1, act))
-    return Residual(body, cin, cout, stride)
+    return Residual(body, cin, cout, stride, fixed_shortcut=fixed_shortcut)
 
 
-def mb_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+def mb_block(bt: BlockType, cin, cout, k, stride, e, act,
+             fixed_shortcut: bool = False) -> nn.Module:
     """Inverted residual: PW expand to make_divisible(e*cin) (skipped when equal to cin) ->
     DW k (or the K3 stack) [-> SE, mid make_divisible(hidden // 4)] -> PW linear project.
     Forced residual, except the plain MBv2, which adds the input only when the shape is kept
@@ -122,10 +144,11 @@ def mb_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
     body = nn.Sequential(*layers)
     if not bt.forced_residual and not (stride == 1 and cin == cout):
         return body
-    return Residual(body, cin, cout, stride)
+    return Residual(body, cin, cout, stride, fixed_shortcut=fixed_shortcut)
 
 
-def resnet_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+def resnet_block(bt: BlockType, cin, cout, k, stride, e, act,
+                 fixed_shortcut: bool = False) -> nn.Module:
     """Bottleneck 1x1 -> k x k (stride) [-> SE, mid make_divisible(cin // 4)] -> 1x1 with
     hidden = make_divisible(e * cout); add; activation."""
     hidden = bt.hidden(cin, cout, e)
@@ -133,10 +156,12 @@ def resnet_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
     if bt.se:
         layers.append(SqueezeExcite(hidden, bt.se_mid(cin, hidden)))
     layers.append(ConvBNAct(hidden, cout, 1, 1, "none"))
-    return Residual(nn.Sequential(*layers), cin, cout, stride, post_act=act)
+    return Residual(nn.Sequential(*layers), cin, cout, stride, post_act=act,
+                    fixed_shortcut=fixed_shortcut)
 
 
-def fused_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
+def fused_block(bt: BlockType, cin, cout, k, stride, e, act,
+                fixed_shortcut: bool = False) -> nn.Module:
     """Fused-MBConv: k x k conv cin -> make_divisible(e*cin) (stride) [-> SE, mid
     make_divisible(cin // 4)] -> 1x1 project; forced residual."""
     hidden = bt.hidden(cin, cout, e)
@@ -144,7 +169,7 @@ def fused_block(bt: BlockType, cin, cout, k, stride, e, act) -> nn.Module:
     if bt.se:
         layers.append(SqueezeExcite(hidden, bt.se_mid(cin, hidden)))
     layers.append(ConvBNAct(hidden, cout, 1, 1, "none"))
-    return Residual(nn.Sequential(*layers), cin, cout, stride)
+    return Residual(nn.Sequential(*layers), cin, cout, stride, fixed_shortcut=fixed_shortcut)
 
 
 def create_block(code: str, cin: int, cout: int, k: int, stride: int, e: float | None = None,

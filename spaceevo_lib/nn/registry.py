@@ -89,17 +89,22 @@ class BlockType:
         return _resolve(FAMILIES[self.family][role])
 
     def static(self, cin: int, cout: int, k: int, stride: int, e: float | None = None,
-               act: str | None = None):
-        """The static PyTorch block (``nn.Module``); ``act`` overrides the default."""
+               act: str | None = None, fixed_shortcut: bool = False):
+        """The static PyTorch block (``nn.Module``); ``act`` overrides the default;
+        ``fixed_shortcut``: a stride-1 width change is added through the parameter-free
+        channel projection (``nn.blocks.channel_projection``), not a learned 1x1 conv + BN."""
         if min(cin, cout, k, stride) < 1:
             raise ValueError(f"block {self.code}: cin, cout, k, stride must be >= 1; "
                              f"got {cin}, {cout}, {k}, {stride}")
         return self._impl("static")(self, cin, cout, k, stride, 1.0 if e is None else e,
-                                    self.act if act is None else act)
+                                    self.act if act is None else act,
+                                    fixed_shortcut=fixed_shortcut)
 
-    def elastic(self, spec, cins, widths, stride: int):
-        """The weight-sharing block of the supernet for a hyperspace ``BlockSpec``."""
-        return self._impl("elastic")(self, spec, cins, widths, stride)
+    def elastic(self, spec, cins, widths, stride: int, fixed_shortcut: bool = False):
+        """The weight-sharing block of the supernet for a hyperspace ``BlockSpec``
+        (``fixed_shortcut``: as for :meth:`static`, for a block inside a stage)."""
+        return self._impl("elastic")(self, spec, cins, widths, stride,
+                                     fixed_shortcut=fixed_shortcut)
 
     def cost(self, acc, unit) -> int:
         """Add the unit's layers to the predictor's cost accumulator; returns the widest

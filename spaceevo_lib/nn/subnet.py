@@ -67,10 +67,12 @@ class SubnetModel(nn.Sequential):
 
 
 def make_block(spec: BlockSpec, cin: int, cout: int, k: int, stride: int,
-               e: float | None) -> nn.Module:
+               e: float | None, fixed_shortcut: bool = False) -> nn.Module:
     """The static block of ``spec`` (candidate or fixed: FirstConv, MBv2, ResNet ...) with the
-    hyperspace's activation for it (e.g. MBv3Res: hswish on onnxw, swish on mobilew)."""
-    return block_type(spec.code).static(cin, cout, k, stride, e, spec.activation)
+    hyperspace's activation for it (e.g. MBv3Res: hswish on onnxw, swish on mobilew);
+    ``fixed_shortcut``: see :meth:`~spaceevo_lib.nn.registry.BlockType.static`."""
+    return block_type(spec.code).static(cin, cout, k, stride, e, spec.activation,
+                                        fixed_shortcut=fixed_shortcut)
 
 
 def make_head(hs: Hyperspace, cin: int, n_classes: int,
@@ -81,10 +83,14 @@ def make_head(hs: Hyperspace, cin: int, n_classes: int,
 
 
 def build_subnet(space: SpaceChoice | str, subnet: Subnet | str, n_classes: int | None = None,
-                 dropout: float = 0.0) -> SubnetModel:
+                 dropout: float = 0.0, fixed_shortcuts: bool = False) -> SubnetModel:
     """The static network of ``subnet`` in ``space`` (validated first: EncodingError names the
     offending field). ``n_classes`` defaults to the hyperspace's; ``dropout`` is the rate before
-    the classifier (the reference trains the max net with 0.2, paper-notes §7.1)."""
+    the classifier (the reference trains the max net with 0.2, paper-notes §7.1).
+    ``fixed_shortcuts``: every block after a stage's first adds its input through the
+    parameter-free channel projection when its width differs from its input's (what the
+    supernet's subnets do, :class:`~spaceevo_lib.supernet.Supernet`); the paper's learned
+    1x1 conv + BN otherwise."""
     sp, sub = as_space(space), as_subnet(subnet)
     hs = sp.spec
     sub.validate(hs, sp)
@@ -94,7 +100,8 @@ def build_subnet(space: SpaceChoice | str, subnet: Subnet | str, n_classes: int 
         spec, stride = sp.block(name), hs.stage(name).stride
         mods = []
         for i, (k, w, e) in enumerate(blocks):
-            mods.append(make_block(spec, cin, w, k, stride if i == 0 else 1, e))
+            mods.append(make_block(spec, cin, w, k, stride if i == 0 else 1, e,
+                                   fixed_shortcut=fixed_shortcuts and i > 0))
             cin = w
         parts[name] = mods[0] if name == "first_conv" else nn.Sequential(*mods)
     parts.update(make_head(hs, cin, hs.n_classes if n_classes is None else n_classes, dropout))

@@ -4,25 +4,75 @@ top-1 error of subnets in one latency window), the proxy and weight-sharing rank
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def plot_training_curves(history):
-    """Held-out top-1 of the max and min subnets per epoch, FP32 then LSQ+ INT8, per space."""
+    """Held-out top-1 of the max and min subnets per epoch, phase after phase (the FP32 ones,
+    then LSQ+ INT8), per space; grey lines separate the phases."""
     import matplotlib.pyplot as plt  # heavy: matplotlib
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    for (space, init), h in history.groupby(["space", "init"], sort=False):
+    for space, h in history.groupby("space", sort=False):
         h = h.reset_index(drop=True)
         x = np.arange(1, len(h) + 1)
         for kind, style in (("max", "-"), ("min", "--")):
             col = f"valid_top1_{kind}"
             if col in h:
-                ax.plot(x, h[col], style, marker="o", label=f"{space} ({init}) {kind}")
-        n32 = int((h.phase == "fp32").sum())
-        ax.axvline(n32 + 0.5, color="0.7", lw=1)
-    ax.set_xlabel("epoch (FP32, then LSQ+ INT8 right of the grey line)")
+                ax.plot(x, h[col], style, marker="o", label=f"{space} {kind}")
+        for edge in np.flatnonzero(np.diff(h.step.to_numpy())):
+            ax.axvline(edge + 1.5, color="0.7", lw=1)
+    phases = " -> ".join(dict.fromkeys(history.stage))
+    ax.set_xlabel(f"epoch ({phases}; grey lines between phases)")
     ax.set_ylabel("held-out top-1 (%)")
-    ax.set_title("Supernet training: max and min subnets, BN re-calibrated")
+    ax.set_title("Supernet training: max and min subnets, BN re-estimated")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pass_losses(history):
+    """Each sandwich pass's training loss per epoch (max: cross-entropy, the others:
+    distillation), per space: which pass stops learning first."""
+    import matplotlib.pyplot as plt  # heavy: matplotlib
+    spaces = list(dict.fromkeys(history.space))
+    fig, axes = plt.subplots(1, len(spaces), figsize=(4.5 * len(spaces), 3.2), squeeze=False)
+    for ax, space in zip(axes[0], spaces):
+        h = history[history.space == space].reset_index(drop=True)
+        x = np.arange(1, len(h) + 1)
+        for kind in ("max", "min", "random"):
+            col = f"train_loss_{kind}"
+            if col in h:
+                ax.plot(x, h[col], marker="o", label=kind)
+        for edge in np.flatnonzero(np.diff(h.step.to_numpy())):
+            ax.axvline(edge + 1.5, color="0.7", lw=1)
+        ax.set_title(space, fontsize=10)
+        ax.set_xlabel("epoch (all phases)")
+        ax.set_ylabel("training loss per pass")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_recipe_curves(bench: dict):
+    """The saved recipe benchmark: held-out INT8 top-1 of the max, min and median random
+    subnet against training minutes, one line per candidate (INT8 with min-max scales during
+    the FP32 phases, the learned ones in the final LSQ+ phase)."""
+    import matplotlib.pyplot as plt  # heavy: matplotlib
+    curves = pd.DataFrame(bench["curves"])
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    for i, (name, c) in enumerate(curves.groupby("candidate", sort=False)):
+        for ax, kind in zip(axes, ("max", "min", "random")):
+            ax.plot(c.minutes, c[f"valid_top1_{kind}_int8"], marker="o", ms=3, color=f"C{i}",
+                    label=name + (" (chosen)" if name == bench["chosen"] else ""),
+                    lw=2.5 if name == bench["chosen"] else 1.2)
+    for ax, kind in zip(axes, ("max subnet", "min subnet", "median of the random subnets")):
+        ax.set_title(kind, fontsize=10)
+        ax.set_xlabel("training minutes on this host")
+        ax.axhline(10, color="0.8", lw=1, ls=":")
+    axes[0].set_ylabel("held-out INT8 top-1 (%)")
+    axes[2].legend(fontsize=7)
+    fig.suptitle(f"Recipes at {bench['minutes']:g} FP32 minutes each, then LSQ+ "
+                 f"({bench['host']['cpu']}, commit {str(bench['commit'])[:7]})", fontsize=10)
     fig.tight_layout()
     return fig
 

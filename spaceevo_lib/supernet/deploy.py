@@ -10,6 +10,8 @@ per-channel weight scales. :func:`inherited_int8_network` maps one onto the othe
   c by gamma_c / sigma_c, so the per-tensor weight scale s_w becomes the per-channel scale
   s_w * |gamma_c / sigma_c|: the folded weight has the same integers as the supernet's
   (round is odd-symmetric), i.e. the deployed weights are the trained INT8 weights.
+* **Fixed channel projections** (a width change inside a stage, ``elastic.ChannelProjection``)
+  are 1x1 convs of zeros and ones, exact on any int8 grid.
 * **Activations**: a tensor that some conv or linear layer reads takes that layer's learned
   LSQ+ scale and offset (the supernet quantized it there); a tensor no such layer reads (a
   residual sum's operand, a gate, the product of a gated activation) has no learned range and
@@ -33,6 +35,7 @@ from ..quant.deploy import Deployed, deploy
 from ..quant.lsq import ActQuantizer
 from ..quant.prepare import QConv2d, QLinear, act_quantizers, quantize_model
 from ..space.encoding import Subnet
+from .elastic import ChannelProjection
 from .evaluation import recalibration_batches
 from .network import Supernet
 
@@ -56,6 +59,10 @@ def inherited_int8_network(qsupernet: Supernet, subnet: Subnet | str,
         if not isinstance(m, (QConv2d, QLinear)):
             continue
         op = ops.get(name)
+        if isinstance(op, ChannelProjection):  # fixed 0/1 weights: exact on any int8 grid
+            m.weight_quantizer.initialise(m.weight)
+            counts["weights"] += 1
+            continue
         wq = getattr(op, "weight_quantizer", None)
         if wq is None or not bool(wq.initialized):
             raise ValueError(f"{name}: the supernet has no trained weight quantizer there; "

@@ -237,8 +237,41 @@ class DynamicShortcut(nn.Module):
         return [self.conv, self.bn]
 
 
+class ChannelProjection(nn.Module):
+    """The parameter-free shortcut of a stride-1 block inside a stage whose width differs from
+    its input's: the first ``out_channels`` channels kept, or zero channels appended (He et
+    al.'s option A). Extracted, it is the static block's fixed 1x1 conv
+    (:func:`spaceevo_lib.nn.blocks.channel_projection`), so deployed files keep the paper's
+    graph.
+
+    Why not the paper's learned 1x1 conv + BN here: the max and min subnets (half of every
+    sandwich) never change width inside a stage, so the rest of the network learns a residual
+    stream that passes through unchanged, while a projection, used only by the middle of the
+    space, hands the next block a re-normalised, mixed stream; the supernet chapter measures
+    what that costs (width drawn per block collapsing to chance)."""
+
+    def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:  # (B, C, H, W)
+        c = x.shape[1]
+        if out_channels <= c:
+            return x[:, :out_channels]
+        return F.pad(x, (0, 0, 0, 0, 0, out_channels - c))  # (B, out_channels, H, W)
+
+    def ops(self) -> list[nn.Module]:
+        return [self]
+
+    @torch.no_grad()
+    def copy_to(self, conv: nn.Conv2d) -> None:
+        """Write the projection's fixed 0/1 weight into the static 1x1 conv."""
+        if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 \
+                or conv.bias is not None:
+            raise RuntimeError(f"static {conv} is not a channel projection")
+        conv.weight.zero_()
+        idx = torch.arange(min(conv.in_channels, conv.out_channels))
+        conv.weight[idx, idx] = 1.0
+
+
 _STATIC_OF = ((DynamicConv2d, nn.Conv2d), (DynamicBatchNorm2d, nn.BatchNorm2d),
-              (DynamicLinear, nn.Linear))
+              (DynamicLinear, nn.Linear), (ChannelProjection, nn.Conv2d))
 
 
 @torch.no_grad()
@@ -269,12 +302,16 @@ class ElasticBlock(nn.Module):
     """
 
     def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
-                 widths: Sequence[int], stride: int):
+                 widths: Sequence[int], stride: int, fixed_shortcut: bool = False):
         super().__init__()
         self.bt, self.spec, self.code, self.act = bt, spec, spec.code, spec.activation
         self.cins, self.widths = tuple(sorted(set(cins))), tuple(widths)
         self.kernels, self.expands = spec.kernels, spec.expand_choices
         self.stride = stride
+        if fixed_shortcut and stride != 1:
+            raise ValueError(f"{spec.code} block: a fixed channel shortcut needs stride 1; "
+                             f"got {stride}")
+        self.fixed_shortcut = fixed_shortcut
         self.max_cin, self.max_cout, self.max_k = max(self.cins), max(widths), max(self.kernels)
         self.active_k, self.active_w, self.active_e = self.max_k, self.max_cout, self.expands[-1]
 
@@ -296,9 +333,23 @@ class ElasticBlock(nn.Module):
     def _may_need_shortcut(self) -> bool:
         return any(not (self.stride == 1 and c == w) for c in self.cins for w in self.widths)
 
+    def _make_shortcut(self) -> nn.Module | None:
+        """The shortcut module for a shape change, if any setting changes the shape: the
+        parameter-free :class:`ChannelProjection` (``fixed_shortcut``) or the learned 1x1 conv
+        (stride) + BN."""
+        if not self._may_need_shortcut():
+            return None
+        if self.fixed_shortcut:
+            return ChannelProjection()
+        return DynamicShortcut(self.max_cin, self.max_cout, self.stride)
+
     def active_ops(self, cin: int) -> list[nn.Module]:
         """Dynamic ops the active block uses, in the static block's layer order."""
         raise NotImplementedError
+
+    def last_bn(self) -> DynamicBatchNorm2d | None:
+        """The BN before the residual add (None: the block has no add)."""
+        return None
 
     def copy_active_to(self, module: nn.Module, cin: int) -> nn.Module:
         """Copy the active weights (input width ``cin``) into the static ``module``."""
@@ -309,7 +360,7 @@ class ElasticBlock(nn.Module):
     def get_active_module(self, cin: int) -> nn.Module:
         """The active block as a static ``nn.blocks`` block with the sliced weights copied."""
         m = make_block(self.spec, cin, self.active_w, self.active_k, self.stride,
-                       self.active_e)
+                       self.active_e, fixed_shortcut=self.fixed_shortcut)
         return self.copy_active_to(m, cin).train(self.training)
 
     def extra_repr(self) -> str:
@@ -321,8 +372,8 @@ class ElasticConvBNActBlock(ElasticBlock):
     """The stem (FirstConv): k x k conv (stride) + BN + act, elastic in output width."""
 
     def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
-                 widths: Sequence[int], stride: int):
-        super().__init__(bt, spec, cins, widths, stride)
+                 widths: Sequence[int], stride: int, fixed_shortcut: bool = False):
+        super().__init__(bt, spec, cins, widths, stride, fixed_shortcut)
         self.conv = DynamicConvBNAct(self.max_cin, self.max_cout, self.max_k, stride, self.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -341,8 +392,8 @@ class ElasticMB(ElasticBlock):
     """
 
     def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
-                 widths: Sequence[int], stride: int):
-        super().__init__(bt, spec, cins, widths, stride)
+                 widths: Sequence[int], stride: int, fixed_shortcut: bool = False):
+        super().__init__(bt, spec, cins, widths, stride, fixed_shortcut)
         se, k3 = bt.se, bt.k3
         self.se_on, self.k3, self.forced = se, k3, bt.forced_residual
         pairs = [(c, bt.hidden(c, 0, e)) for e in self.expands for c in self.cins]
@@ -358,8 +409,7 @@ class ElasticMB(ElasticBlock):
         self.se = (DynamicSE(max_hidden, max(bt.se_mid(c, h) for c, h in pairs))
                    if se else None)
         self.project = DynamicConvBNAct(max_hidden, self.max_cout, 1, 1, "none")
-        self.shortcut = (DynamicShortcut(self.max_cin, self.max_cout, stride)
-                         if self.forced and self._may_need_shortcut() else None)
+        self.shortcut = self._make_shortcut() if self.forced else None
 
     def _hidden(self, cin: int) -> int:
         return self.bt.hidden(cin, self.active_w, self.active_e)
@@ -378,6 +428,9 @@ class ElasticMB(ElasticBlock):
             return h + self.shortcut(x, self.active_w)
         return h
 
+    def last_bn(self) -> DynamicBatchNorm2d | None:
+        return self.project.bn if self.forced else None
+
     def active_ops(self, cin: int) -> list[nn.Module]:
         hidden = self._hidden(cin)
         ops = [] if hidden == cin else self.expand.ops()
@@ -394,19 +447,22 @@ class ElasticMBv1Dual(ElasticBlock):
     """DW k (stride) -> PW cin->cout -> DW k -> PW cout->cout, BN + act each; forced residual."""
 
     def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
-                 widths: Sequence[int], stride: int):
-        super().__init__(bt, spec, cins, widths, stride)
+                 widths: Sequence[int], stride: int, fixed_shortcut: bool = False):
+        super().__init__(bt, spec, cins, widths, stride, fixed_shortcut)
         ci, co, k, a = self.max_cin, self.max_cout, self.max_k, self.act
         self.dw1 = DynamicConvBNAct(ci, ci, k, stride, a, depthwise=True)
         self.pw1 = DynamicConvBNAct(ci, co, 1, 1, a)
         self.dw2 = DynamicConvBNAct(co, co, k, 1, a, depthwise=True)
         self.pw2 = DynamicConvBNAct(co, co, 1, 1, a)
-        self.shortcut = DynamicShortcut(ci, co, stride) if self._may_need_shortcut() else None
+        self.shortcut = self._make_shortcut()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, w = self.active_k, self.active_w
         h = self.pw2(self.dw2(self.pw1(self.dw1(x, None, k), w), None, k), w)
         return h + (self.shortcut(x, w) if self._needs_shortcut(x.shape[1]) else x)
+
+    def last_bn(self) -> DynamicBatchNorm2d | None:
+        return self.pw2.bn
 
     def active_ops(self, cin: int) -> list[nn.Module]:
         ops = self.dw1.ops() + self.pw1.ops() + self.dw2.ops() + self.pw2.ops()
@@ -418,8 +474,8 @@ class ElasticResNet(ElasticBlock):
     [-> SE, mid make_divisible(cin // 4)] -> 1x1; add the shortcut; activation."""
 
     def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
-                 widths: Sequence[int], stride: int):
-        super().__init__(bt, spec, cins, widths, stride)
+                 widths: Sequence[int], stride: int, fixed_shortcut: bool = False):
+        super().__init__(bt, spec, cins, widths, stride, fixed_shortcut)
         se = bt.se
         max_hidden = max(bt.hidden(0, w, e) for e in self.expands for w in self.widths)
         self.conv1 = DynamicConvBNAct(self.max_cin, max_hidden, 1, 1, self.act)
@@ -427,8 +483,7 @@ class ElasticResNet(ElasticBlock):
         self.se = (DynamicSE(max_hidden, max(bt.se_mid(c, max_hidden) for c in self.cins))
                    if se else None)
         self.conv3 = DynamicConvBNAct(max_hidden, self.max_cout, 1, 1, "none")
-        self.shortcut = (DynamicShortcut(self.max_cin, self.max_cout, stride)
-                         if self._may_need_shortcut() else None)
+        self.shortcut = self._make_shortcut()
         self.post_act = act_layer(self.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -439,6 +494,9 @@ class ElasticResNet(ElasticBlock):
             h = self.se(h, self.bt.se_mid(cin, hidden))
         h = self.conv3(h, w)
         return self.post_act(h + (self.shortcut(x, w) if self._needs_shortcut(cin) else x))
+
+    def last_bn(self) -> DynamicBatchNorm2d | None:
+        return self.conv3.bn
 
     def active_ops(self, cin: int) -> list[nn.Module]:
         ops = self.conv1.ops() + self.conv2.ops()
@@ -453,16 +511,15 @@ class ElasticFused(ElasticBlock):
     make_divisible(cin // 4)] -> 1x1 project; forced residual."""
 
     def __init__(self, bt: BlockType, spec: BlockSpec, cins: Sequence[int],
-                 widths: Sequence[int], stride: int):
-        super().__init__(bt, spec, cins, widths, stride)
+                 widths: Sequence[int], stride: int, fixed_shortcut: bool = False):
+        super().__init__(bt, spec, cins, widths, stride, fixed_shortcut)
         se = bt.se
         max_hidden = max(bt.hidden(c, 0, e) for e in self.expands for c in self.cins)
         self.fused = DynamicConvBNAct(self.max_cin, max_hidden, self.max_k, stride, self.act)
         self.se = (DynamicSE(max_hidden, max(bt.se_mid(c, max_hidden) for c in self.cins))
                    if se else None)
         self.project = DynamicConvBNAct(max_hidden, self.max_cout, 1, 1, "none")
-        self.shortcut = (DynamicShortcut(self.max_cin, self.max_cout, stride)
-                         if self._may_need_shortcut() else None)
+        self.shortcut = self._make_shortcut()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cin, w = x.shape[1], self.active_w
@@ -473,6 +530,9 @@ class ElasticFused(ElasticBlock):
         h = self.project(h, w)
         return h + (self.shortcut(x, w) if self._needs_shortcut(cin) else x)
 
+    def last_bn(self) -> DynamicBatchNorm2d | None:
+        return self.project.bn
+
     def active_ops(self, cin: int) -> list[nn.Module]:
         ops = self.fused.ops() + (self.se.ops() if self.se is not None else [])
         ops += self.project.ops()
@@ -480,10 +540,12 @@ class ElasticFused(ElasticBlock):
 
 
 def elastic_block(spec: BlockSpec, cins: Sequence[int], widths: Sequence[int],
-                  stride: int) -> ElasticBlock:
+                  stride: int, fixed_shortcut: bool = False) -> ElasticBlock:
     """The elastic block for a block code (candidate blocks and the fixed stem/stage0), as the
-    block registry maps it."""
-    return block_type(spec.code).elastic(spec, cins, widths, stride)
+    block registry maps it; ``fixed_shortcut``: a width change at stride 1 through the
+    parameter-free :class:`ChannelProjection`."""
+    return block_type(spec.code).elastic(spec, cins, widths, stride,
+                                         fixed_shortcut=fixed_shortcut)
 
 
 class ElasticHead(nn.Module):

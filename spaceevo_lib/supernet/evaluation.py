@@ -5,18 +5,26 @@ weights inherited from the supernet, its batch-norm statistics re-estimated on t
 (:func:`spaceevo_lib.nn.bn.recalibrate_bn`: the supernet's running statistics mix every
 subnet trained), then top-1 on a held-out or test loader; on the LSQ+ supernet that is the
 INT8 fake-quant top-1 (no per-subnet fine-tuning or quantization: "quantized-for-all").
+
+The evaluation runs on the subnet's **extracted static network** (:func:`subnet_network`):
+the same weights, and on the LSQ+ supernet the same per-tensor input and weight quantizers,
+without the elastic layers' slicing on every call, so a search pays less per candidate; the
+elastic forward (:func:`elastic_subnet_accuracy`) gives the same top-1 (tested).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Iterable
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..nn.bn import recalibrate_bn
-from ..space.encoding import Subnet
+from ..space.encoding import Subnet, as_subnet
 from ..train.engine import evaluate
 from .network import Supernet
 
@@ -29,11 +37,76 @@ def recalibration_batches(images: torch.Tensor, batch: int = RECAL_BATCH) -> lis
     return [images[i:i + batch] for i in range(0, len(images), batch)]
 
 
+class Resized(nn.Module):
+    """A static subnet that takes the loader's images and resizes them to its resolution as
+    the supernet does (bicubic; an input of that size passes untouched)."""
+
+    def __init__(self, model: nn.Module, resolution: int):
+        super().__init__()
+        self.model, self.resolution = model, int(resolution)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W)
+        r = self.resolution
+        if tuple(x.shape[-2:]) != (r, r):
+            x = F.interpolate(x, size=(r, r), mode="bicubic", align_corners=False)
+        return self.model(x)
+
+
+class QuantizedInput(nn.Module):
+    """A conv or linear layer of an extracted subnet behind the LSQ+ supernet's per-tensor
+    input quantizer (eval form), its weight already on the supernet's int8 grid: what the
+    elastic ``QDynamicConv2d`` / ``QDynamicLinear`` computes for that setting."""
+
+    def __init__(self, layer: nn.Module, input_quantizer: nn.Module):
+        super().__init__()
+        self.layer = layer
+        self.input_quantizer = copy.deepcopy(input_quantizer).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(self.input_quantizer(x))
+
+
+def is_quantized(supernet: nn.Module) -> bool:
+    return any(hasattr(m, "input_quantizer") for m in supernet.modules())
+
+
+@torch.no_grad()
+def subnet_network(supernet: Supernet, subnet: Subnet | str,
+                   recal_images: torch.Tensor | None) -> Resized:
+    """``subnet``'s static network with the supernet's weights (on the LSQ+ supernet: behind
+    its per-tensor quantizers), BN statistics re-estimated on ``recal_images`` (None: the
+    supernet's running statistics), in eval mode, taking the loader's images."""
+    static = supernet.extract_subnet(subnet)
+    if is_quantized(supernet):
+        supernet.set_active_subnet(subnet)  # (paired_ops pairs the active subnet's layers)
+        for name, op in supernet.paired_ops(static):
+            wq = getattr(op, "weight_quantizer", None)
+            if wq is None:
+                continue  # BN, or a fixed channel projection (exact, not quantized)
+            layer = static.get_submodule(name)
+            layer.weight.copy_(wq.fake_quantized(layer.weight))
+            parent, _, attr = name.rpartition(".")
+            setattr(static.get_submodule(parent) if parent else static, attr,
+                    QuantizedInput(layer, op.input_quantizer))
+    net = Resized(static, static.resolution).eval()
+    if recal_images is not None:
+        recalibrate_bn(net, recalibration_batches(recal_images))
+    return net
+
+
 @torch.no_grad()
 def subnet_accuracy(supernet: Supernet, subnet: Subnet | str, recal_images: torch.Tensor,
                     loader) -> dict:
-    """Activate ``subnet``, re-estimate its BN statistics on ``recal_images``, evaluate on
-    ``loader``: top-1, top-5, loss, images (the supernet is left in eval mode)."""
+    """``subnet``'s top-1, top-5, loss and images on ``loader``: its static network
+    (:func:`subnet_network`) with BN statistics re-estimated on ``recal_images``."""
+    return evaluate(subnet_network(supernet, subnet, recal_images), loader)
+
+
+@torch.no_grad()
+def elastic_subnet_accuracy(supernet: Supernet, subnet: Subnet | str,
+                            recal_images: torch.Tensor, loader) -> dict:
+    """The same through the supernet's elastic forward: activate ``subnet``, re-estimate the
+    supernet's BN statistics, evaluate (the supernet is left in eval mode)."""
     supernet.set_active_subnet(subnet)
     recalibrate_bn(supernet, recalibration_batches(recal_images))
     return evaluate(supernet, loader)
@@ -50,22 +123,30 @@ def evaluate_subnets(supernet: Supernet, subnets: Iterable[Subnet | str],
     for label, sub in zip(labels, subnets):
         t0 = time.perf_counter()
         r = subnet_accuracy(supernet, sub, recal_images, loader)
-        rows.append({"label": label, "subnet": supernet.active_subnet.encode(),
+        rows.append({"label": label, "subnet": as_subnet(sub).encode(),
                      "top1": r["top1"], "loss": r["loss"], "images": r["images"],
                      "seconds": time.perf_counter() - t0})
     supernet.sample_max()
     return pd.DataFrame(rows)
 
 
-def max_min_evaluator(recal_images: torch.Tensor):
-    """The trainer's per-epoch evaluator: held-out top-1 of the max and min subnets after BN
-    re-calibration (the training curves of both ends of the space)."""
-    def evaluate_ends(supernet, loader) -> dict:
+def subnets_evaluator(recal_images: torch.Tensor, random_subnets=()):
+    """The trainer's per-epoch evaluator: held-out top-1 of the max and min subnets and, with
+    ``random_subnets`` (fixed encodings), each of them and their median (``top1_random``),
+    BN re-estimated for each: the training curves of both ends and of the middle."""
+    random_subnets = list(random_subnets)
+
+    def evaluate_all(supernet, loader) -> dict:
         core = getattr(supernet, "module", supernet)
         out = {}
         for kind in ("max", "min"):
-            sub = getattr(core, f"sample_{kind}")()
-            out[f"top1_{kind}"] = subnet_accuracy(core, sub, recal_images, loader)["top1"]
+            out[f"top1_{kind}"] = subnet_accuracy(core, getattr(core, f"sample_{kind}")(),
+                                                  recal_images, loader)["top1"]
+        if random_subnets:
+            tops = [subnet_accuracy(core, s, recal_images, loader)["top1"]
+                    for s in random_subnets]
+            out.update({f"top1_random{i}": t for i, t in enumerate(tops)})
+            out["top1_random"] = float(pd.Series(tops).median())
         core.sample_max()
         return out
-    return evaluate_ends
+    return evaluate_all

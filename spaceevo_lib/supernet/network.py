@@ -47,18 +47,28 @@ class ElasticStage(nn.Module):
         return f"{self.name}, depths {self.depths}"
 
 
+#: How a block after a stage's first adds its input when its width differs: ``fixed``, the
+#: parameter-free channel projection (this study's default, a difference from the paper's
+#: code), or ``learned``, the paper's 1x1 conv + BN (see ``elastic.ChannelProjection``).
+SHORTCUTS = ("fixed", "learned")
+
+
 class Supernet(nn.Module):
     """OFA-style weight-sharing supernet of ``space`` (paper-notes §2.5).
 
     ``n_classes`` defaults to the hyperspace's; ``dropout`` is the rate before the classifier
-    (the reference sets 0.2 for the max net only, §7.1: change it with :meth:`set_dropout`).
+    (the reference sets 0.2 for the max net only, §7.1: change it with :meth:`set_dropout`);
+    ``shortcut``: one of :data:`SHORTCUTS`.
     The max subnet is active after construction. Train-mode batches need B >= 2: feature_mix's
     BN sees one value per channel per image after the global pool (as in the reference).
     """
 
     def __init__(self, space: SpaceChoice | str, n_classes: int | None = None,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, shortcut: str = "fixed"):
         super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
+        self.shortcut = shortcut
         self.space = as_space(space)
         self.hyperspace = self.space.spec
         hs = self.hyperspace
@@ -70,7 +80,8 @@ class Supernet(nn.Module):
             widths = self.space.widths(name)
             blocks = []
             for i in range(max(st.depths)):
-                blocks.append(elastic_block(spec, cins, widths, st.stride if i == 0 else 1))
+                blocks.append(elastic_block(spec, cins, widths, st.stride if i == 0 else 1,
+                                            fixed_shortcut=shortcut == "fixed" and i > 0))
                 cins = widths
             stages[name] = ElasticStage(name, blocks, st.depths)
         self.stages = nn.ModuleDict(stages)
@@ -120,6 +131,20 @@ class Supernet(nn.Module):
     def set_dropout(self, p: float) -> None:
         self.head.dropout.p = float(p)
 
+    @torch.no_grad()
+    def zero_last_gamma(self) -> int:
+        """Zero the last BN scale of every block with a residual add (the reference's
+        ``zero_last_gamma``, AlphaNet/SpaceEvo): each such block starts as its shortcut.
+        Returns how many were zeroed."""
+        n = 0
+        for stage in self.stages.values():
+            for block in stage.blocks:
+                bn = block.last_bn()
+                if bn is not None:
+                    bn.weight.zero_()
+                    n += 1
+        return n
+
     # --- forward and extraction
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W)
@@ -138,7 +163,8 @@ class Supernet(nn.Module):
         previous = self._active
         sub = self.set_active_subnet(previous if subnet is None else subnet)
         try:
-            model = build_subnet(self.space, sub, self.n_classes, self.head.dropout.p)
+            model = build_subnet(self.space, sub, self.n_classes, self.head.dropout.p,
+                                 fixed_shortcuts=self.shortcut == "fixed")
             for name, op in self.paired_ops(model):
                 op.copy_to(model.get_submodule(name))
         finally:

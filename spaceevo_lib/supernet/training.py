@@ -13,15 +13,18 @@ same subnets; under torchrun the gradients are averaged after the sandwich's one
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .._io import stable_hash
 from ..quant.lsq import Quantizer
 from ..space.encoding import SpaceChoice
 from ..train.distill import adaptive_alpha_loss
+from ..train.config import TrainConfig
 from ..train.engine import CheckpointError, Trainer, load_checkpoint
 from ..train.sandwich import sandwich_loss, step_rng
 from .network import Supernet
@@ -32,34 +35,50 @@ DROPOUT = 0.2
 PHASES = ("fp32", "lsq")
 
 
-def supernet_step(n_random: int = 2, dropout: float = DROPOUT):
-    """The engine's step for a supernet: one sandwich per batch (max, min, ``n_random``
-    random subnets). Returns the summed loss, the max subnet's logits (the top-1 the engine
-    reports) and each pass's loss (``loss_max``, ``loss_min``, ``loss_random``)."""
+def supernet_step(n_random: int = 2, dropout: float = DROPOUT, with_min: bool = True,
+                  teacher: torch.nn.Module | None = None):
+    """The engine's step for a supernet: one sandwich per batch (max, min unless
+    ``with_min`` is False, ``n_random`` random subnets; max alone is a plain loop on the max
+    subnet). The max subnet learns from the labels (label-smoothed cross-entropy), the others
+    distil in place from its detached logits with AlphaNet's loss; with a ``teacher`` (a
+    trained network, eval mode), every subnet distils from the teacher's logits instead, the
+    max subnet on top of its cross-entropy. Returns the summed loss, the max subnet's logits
+    (the top-1 the engine reports) and each pass's loss (``loss_max``, ``loss_min``,
+    ``loss_random``)."""
+    if teacher is not None:
+        teacher.eval()
+
     def step(net, x, y, cfg):
         core = getattr(net, "module", net)
-        teacher: dict[str, torch.Tensor] = {}
+        seen: dict[str, torch.Tensor] = {}
+        if teacher is not None:
+            with torch.no_grad():
+                seen["teacher"] = teacher(x)
 
         def pass_loss(model, kind, _subnet):
             core.set_dropout(dropout if kind == "max" else 0.0)
             logits = model(x)
             if kind == "max":
-                teacher["logits"] = logits
-                return F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            return adaptive_alpha_loss(logits, teacher["logits"].detach())
+                seen["max"] = logits
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                if teacher is not None:
+                    loss = loss + adaptive_alpha_loss(logits, seen["teacher"])
+                return loss
+            return adaptive_alpha_loss(logits, seen.get("teacher", seen["max"]).detach())
 
-        loss, parts = sandwich_loss(net, step_rng(), pass_loss, n_random)
+        loss, parts = sandwich_loss(net, step_rng(), pass_loss, n_random, with_min)
         core.set_dropout(0.0)
-        return loss, teacher["logits"], {f"loss_{k}": v for k, v in parts.items()}
+        return loss, seen["max"], {f"loss_{k}": v for k, v in parts.items()}
     return step
 
 
-def supernet_arch(space: SpaceChoice | str, phase: str) -> str:
-    """The architecture name a supernet's checkpoints carry (another space is refused)."""
+def supernet_arch(space: SpaceChoice | str, phase: str, shortcut: str = "fixed") -> str:
+    """The architecture name a supernet's checkpoints carry (another space, shortcut kind or
+    phase is refused)."""
     if phase not in PHASES:
         raise ValueError(f"supernet phase must be one of {', '.join(PHASES)}; got {phase!r}")
     sp = space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
-    return f"supernet/{sp.encode()}/{phase}"
+    return f"supernet/{sp.encode()}/{shortcut}/{phase}"
 
 
 def quantize_supernet(supernet: Supernet, images: torch.Tensor | None = None,
@@ -80,11 +99,12 @@ def quantize_supernet(supernet: Supernet, images: torch.Tensor | None = None,
 def train_supernet(supernet: Supernet, cfg, loaders: dict, checkpoint: Path | None,
                    phase: str = "fp32", n_random: int = 2, dropout: float = DROPOUT,
                    evaluator=None, progress: bool = False, stop_after: int | None = None,
-                   device=None) -> pd.DataFrame:
+                   device=None, with_min: bool = True,
+                   teacher: torch.nn.Module | None = None) -> pd.DataFrame:
     """Train ``supernet`` (FP32, or its :func:`quantize_supernet` copy for ``lsq``) for
-    ``cfg.epochs``, resuming from ``checkpoint``; returns the per-epoch metrics. A phase that
-    does not match the network (LSQ+ training of an FP32 supernet, or the reverse) stops
-    before any step."""
+    ``cfg.epochs`` with :func:`supernet_step` (``n_random``, ``with_min``, ``teacher``),
+    resuming from ``checkpoint``; returns the per-epoch metrics. A phase that does not match
+    the network (LSQ+ training of an FP32 supernet, or the reverse) stops before any step."""
     quantized = any(isinstance(m, Quantizer) for m in supernet.modules())
     if phase == "lsq" and not quantized:
         raise ValueError("the LSQ+ stage trains the quantize_supernet() copy of a trained FP32 "
@@ -92,27 +112,114 @@ def train_supernet(supernet: Supernet, cfg, loaders: dict, checkpoint: Path | No
                          "finished_epochs=N) first); this supernet has no quantizers")
     if phase == "fp32" and quantized:
         raise ValueError("an LSQ+ supernet trains in phase 'lsq', not 'fp32'")
-    trainer = Trainer(supernet, cfg, loaders, arch=supernet_arch(supernet.space, phase),
-                      step=supernet_step(n_random, dropout), checkpoint=checkpoint,
+    trainer = Trainer(supernet, cfg, loaders,
+                      arch=supernet_arch(supernet.space, phase, supernet.shortcut),
+                      step=supernet_step(n_random, dropout, with_min, teacher),
+                      checkpoint=checkpoint,
                       evaluator=evaluator, progress=progress, device=device, ddp=False)
     return trainer.fit(stop_after).assign(phase=phase)
 
 
 def load_supernet(space: SpaceChoice | str, checkpoint: Path, phase: str = "fp32",
-                  n_classes: int | None = None, finished_epochs: int | None = None) -> Supernet:
+                  n_classes: int | None = None, finished_epochs: int | None = None,
+                  shortcut: str = "fixed") -> Supernet:
     """A trained supernet from its checkpoint (``weights_only``); the LSQ+ one is rebuilt by
     :func:`quantize_supernet` first. CheckpointError when the file is missing, of another
-    space or phase, or (``finished_epochs``) not trained that far."""
+    space, shortcut kind or phase, or (``finished_epochs``) not trained that far."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(f"no {phase} supernet checkpoint {checkpoint}: train that stage "
                               "first (an INT8 stage starts from the finished FP32 weights)")
-    state = load_checkpoint(checkpoint, supernet_arch(space, phase))
+    state = load_checkpoint(checkpoint, supernet_arch(space, phase, shortcut))
     if finished_epochs is not None and state["epoch"] < finished_epochs:
         raise CheckpointError(f"supernet checkpoint {checkpoint} has {state['epoch']} of "
                               f"{finished_epochs} epochs: finish that stage first")
-    net = Supernet(space, n_classes)
+    net = Supernet(space, n_classes, shortcut=shortcut)
     if phase == "lsq":
         net = quantize_supernet(net)
     net.load_state_dict(state["model"])
     return net.eval()
+
+
+# ----------------------------------------------------------------------------- recipes
+
+#: What a phase trains: the max subnet alone (a plain loop, OFA's first phase), the FP32
+#: sandwich, or the LSQ+ sandwich of the quantized copy.
+PHASE_KINDS = ("max", "sandwich", "lsq")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of a supernet's training recipe: its kind, its run's settings, the random
+    subnets per sandwich and whether every subnet distils from the teacher (else in place,
+    from the max subnet)."""
+
+    kind: str
+    cfg: TrainConfig
+    n_random: int = 2
+    teacher: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in PHASE_KINDS:
+            raise ValueError(f"phase kind must be one of {', '.join(PHASE_KINDS)}; "
+                             f"got {self.kind!r}")
+
+    @property
+    def precision(self) -> str:
+        return "lsq" if self.kind == "lsq" else "fp32"
+
+    def key(self, previous: str) -> str:
+        """A digest of everything this phase's result depends on: its own settings and the
+        key of what it starts from (the start, or the previous phase)."""
+        return stable_hash({"kind": self.kind, "cfg": self.cfg.as_dict(),
+                            "n_random": self.n_random, "teacher": self.teacher,
+                            "from": previous})[:12]
+
+
+def start_key(space: SpaceChoice | str, **settings) -> str:
+    """The key of a supernet's start (space, shortcut kind, initialisation, seed, ...): the
+    first phase's checkpoint chains on it, so another start trains anew."""
+    sp = space if isinstance(space, SpaceChoice) else SpaceChoice.decode(space)
+    return stable_hash({"space": sp.encode(), **settings})[:12]
+
+
+def phase_checkpoints(folder: Path, label: str, phases, start: str) -> list[Path]:
+    """Where each phase of a recipe keeps its checkpoint: ``<label>-<i>-<kind>-<key>.pt``,
+    the key chained over the phases, so that a rerun with one changed setting trains that
+    phase and every later one anew and reuses the ones before it."""
+    out, key = [], start
+    for i, ph in enumerate(phases):
+        key = ph.key(key)
+        out.append(Path(folder) / f"{label}-{i}-{ph.kind}-{key}.pt")
+    return out
+
+
+def train_recipe(supernet: Supernet, phases, checkpoints, loaders_for, evaluator=None,
+                 teacher: torch.nn.Module | None = None, quant_images: torch.Tensor | None = None,
+                 dropout: float = DROPOUT, progress: bool = False
+                 ) -> tuple[Supernet, Supernet | None, pd.DataFrame]:
+    """Train ``supernet`` phase by phase (each resuming from its own checkpoint); the first
+    ``lsq`` phase trains the :func:`quantize_supernet` copy of the FP32 weights, its
+    quantizers initialised min-max on ``quant_images``. ``loaders_for(phase)`` gives a phase's
+    train/valid loaders. Returns (FP32 supernet, LSQ+ supernet or None, the per-epoch metrics
+    of every phase with columns ``phase`` (its precision), ``stage`` (its kind) and ``step``
+    (its index))."""
+    fp32, q, frames = supernet, None, []
+    for i, (ph, path) in enumerate(zip(phases, checkpoints)):
+        if ph.teacher and teacher is None:
+            raise ValueError(f"phase {i} ({ph.kind}) distils from a teacher; none was given")
+        if ph.teacher and ph.cfg.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)  # (the batches' layout)
+        if ph.kind == "lsq" and q is None:
+            q = quantize_supernet(fp32, quant_images, ph.cfg.seed)
+        net = q if ph.kind == "lsq" else fp32
+        if ph.kind != "lsq" and q is not None:
+            raise ValueError("an FP32 phase cannot follow the LSQ+ phase")
+        h = train_supernet(net, ph.cfg, loaders_for(ph), path, ph.precision,
+                           0 if ph.kind == "max" else ph.n_random,
+                           dropout, evaluator=evaluator, progress=progress,
+                           with_min=ph.kind != "max",
+                           teacher=teacher if ph.teacher else None)
+        frames.append(h.assign(stage=ph.kind, step=i))
+    history = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return fp32.eval(), None if q is None else q.eval(), history

@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..data.imagenet import load_imagenet
-from ..data.imagenette import (IMAGENET_MEAN, IMAGENET_STD, ImagenetteDataset, load_imagenette,
-                               normalization, split_train, subset)
+from ..data.imagenette import (IMAGENET_MEAN, IMAGENET_STD, ImagenetteDataset, class_balanced,
+                               load_imagenette, normalization, split_train, subset)
 from ..export.metadata import Preprocessing
 from .config import TrainConfig
 from .engine import train_loader
@@ -24,7 +24,8 @@ from .engine import train_loader
 @dataclass
 class TrainingData:
     """Loaders (train / valid / test), the raw test images for the deployed files, calibration
-    images (normalised NCHW, from the training split) and the files' preprocessing."""
+    images (normalised NCHW, from the training split, class-balanced and interleaved by class)
+    and the files' preprocessing."""
 
     loaders: dict
     x_test: np.ndarray  # (N, H, W, 3) uint8
@@ -62,13 +63,36 @@ def load_training_data(resolution: int, cfg: TrainConfig, test_images: int = 0,
     if cfg.valid_size:
         loaders["valid"] = DataLoader(ds(data.x_train[valid_idx], data.y_train[valid_idx],
                                          "none"), batch_size=256)
-    cal_idx = subset(train_idx, train_idx, min(calibration_images, len(train_idx)),
-                     cfg.seed + 1)[0]
+    # class-balanced and interleaved by class: any prefix (e.g. the first 64 images that
+    # initialise quantizers) covers every class
+    cal_idx = train_idx[class_balanced(data.y_train[train_idx], calibration_images,
+                                       cfg.seed + 1)]
     cal_ds = ds(data.x_train[cal_idx], data.y_train[cal_idx], "none")
     cal = torch.stack([cal_ds[i][0] for i in range(len(cal_ds))]).numpy()
     pre = Preprocessing("NCHW", (resolution, resolution), tuple(mean), tuple(std),
                         classes=tuple(data.classes))
     return TrainingData(loaders, x_test, y_test, cal, pre, len(data.classes))
+
+
+def labels_of(dataset) -> np.ndarray:
+    """The labels of a loader's dataset (an Imagenette array dataset, an ImageFolder or a
+    Subset of either), in dataset order."""
+    if isinstance(dataset, Subset):
+        return labels_of(dataset.dataset)[np.asarray(dataset.indices)]
+    if hasattr(dataset, "y"):
+        return np.asarray(dataset.y)
+    return np.asarray(dataset.targets)
+
+
+def balanced_loader(loader: DataLoader, n: int, seed: int) -> DataLoader:
+    """A loader over ``n`` images of ``loader``'s dataset, class-balanced and interleaved by
+    class (:func:`~spaceevo_lib.data.imagenette.class_balanced`; all of them when ``n`` is 0
+    or too large), same batch size: e.g. a search's fitness images from a held-out split
+    that is sorted by class."""
+    ds = loader.dataset
+    n = len(ds) if not n or n >= len(ds) else n
+    pos = class_balanced(labels_of(ds), n, seed)
+    return DataLoader(Subset(ds, pos.tolist()), batch_size=loader.batch_size)
 
 
 def _load_imagenet(resolution: int, cfg: TrainConfig, test_images: int,
@@ -101,7 +125,8 @@ def _load_imagenet(resolution: int, cfg: TrainConfig, test_images: int,
     raw.transform = as_uint8
     x_test = np.stack([raw[i][0].permute(1, 2, 0).numpy() for i in test_idx])
     y_test = np.array([raw.targets[i] for i in test_idx])
-    cal_idx = np.random.default_rng(cfg.seed + 1).permutation(train_idx)[:calibration_images]
+    cal_idx = train_idx[class_balanced(np.asarray(train_all.targets)[train_idx],
+                                       calibration_images, cfg.seed + 1)]
     cal = torch.stack([plain[i][0] for i in cal_idx]).numpy()
     pre = Preprocessing("NCHW", (resolution, resolution), IMAGENET_MEAN, IMAGENET_STD,
                         classes=tuple(test.classes), resize=resize)

@@ -38,24 +38,28 @@ def step_rng() -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,))))
 
 
-def sandwich_settings(model: Elastic, rng: np.random.Generator, n_random: int = 2):
-    """Activate max, min and ``n_random`` random settings in turn, yielding (kind, setting)
-    while each is active."""
+def sandwich_settings(model: Elastic, rng: np.random.Generator, n_random: int = 2,
+                      with_min: bool = True):
+    """Activate max, min (unless ``with_min`` is False) and ``n_random`` random settings in
+    turn, yielding (kind, setting) while each is active. With neither min nor random
+    settings only the largest trains: a plain loop on the max setting (OFA's first phase)."""
     yield "max", model.sample_max()
-    yield "min", model.sample_min()
+    if with_min:
+        yield "min", model.sample_min()
     for _ in range(n_random):
         yield "random", model.sample_random(rng)
 
 
 def sandwich_loss(net: nn.Module, rng: np.random.Generator,
                   pass_loss: Callable[[nn.Module, str, object], torch.Tensor],
-                  n_random: int = 2) -> tuple[torch.Tensor, dict[str, float]]:
+                  n_random: int = 2, with_min: bool = True
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum of ``pass_loss(net, kind, setting)`` over the sandwich's passes, and each pass's
     loss (``max``, ``min``, ``random`` = their mean) for the metrics. ``net`` may be the
     DistributedDataParallel wrapper: the settings are activated on the wrapped module."""
     core = getattr(net, "module", net)
     total, parts, n_rand = None, {}, 0
-    for kind, setting in sandwich_settings(core, rng, n_random):
+    for kind, setting in sandwich_settings(core, rng, n_random, with_min):
         loss = pass_loss(net, kind, setting)
         total = loss if total is None else total + loss
         value = float(loss.detach())
