@@ -262,7 +262,8 @@ def test_no_verdict_on_subnets_that_have_not_learned():
     rng = np.random.default_rng(0)
     low, high = rng.normal(15, 1, 30), rng.normal(20, 1, 30)  # below the 25 % bar
     v = chapter.fig1_verdict(high, low)
-    assert v["verdict"].startswith("not tested at this budget") and "hand-designed 14.9 %" in v["verdict"]
+    assert v["verdict"].startswith("not tested at this budget")
+    assert "hand-designed 14.9 %" in v["verdict"]
     assert chapter.fig1_verdict(high + 20, low + 20)["verdict"] == "holds"
     qfa = pd.DataFrame({"top1_int8_ort_lsq_qdq": [20.0] * 4, "top1_int8_fakequant": [20.0] * 4,
                         "top1_fp32": [20.2] * 4, "top1_int8_ort_ptq": [18.0] * 4})
@@ -322,3 +323,22 @@ def test_figure_1_pools_are_drawn_at_the_resolutions_the_sandwich_trains(tmp_pat
     pools = chapter.fig1_pools(plan_, ["a"], tmp_path, predictor, 40, seed=0)
     assert set(pools["a"].resolution) <= set(sp.spec.sample_resolutions)
     assert min(sp.spec.resolutions) not in set(pools["a"].resolution)
+
+
+def test_the_search_chapter_reads_the_trained_start_recipe_and_checkpoints(tmp_path):
+    """The chapter stores what it trained (start, recipe, shortcut, each space's last FP32 and
+    LSQ+ checkpoints with their epochs); the reader returns them instead of re-deriving a start
+    by rule or guessing file names from parameters."""
+    sp = SpaceChoice.decode(SPACE)
+    plan_ = SimpleNamespace(init="blockkd", recipe=("sandwich", "teacher"), shortcut="fixed",
+                            spaces={"evolved-ort-vnni": sp}, phases=_phases())
+    paths = {"evolved-ort-vnni": phase_checkpoints(tmp_path, "evolved-ort-vnni", plan_.phases,
+                                                   "start")}
+    stored = chapter.trained_record(plan_, paths)
+    res = chapter.SupernetResults(tmp_path, {"init": "scratch"},
+                                  ({"name": "recal_images/supernet", "value": 1000},), stored)
+    assert res.init == "blockkd" and res.recipe == ("sandwich", "teacher")  # not the params'
+    assert res.spaces() == {"evolved-ort-vnni": sp} and res.recal_images == 1000
+    f32, f8 = res.checkpoints("evolved-ort-vnni")
+    assert f32 == paths["evolved-ort-vnni"][1] and f8 == paths["evolved-ort-vnni"][2]
+    assert stored["spaces"]["evolved-ort-vnni"]["fp32"]["epochs"] == 2

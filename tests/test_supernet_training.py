@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from spaceevo_lib.space import EncodingError, SpaceChoice
 from spaceevo_lib.supernet import Supernet
 from spaceevo_lib.nn import recalibrate_bn
-from spaceevo_lib.supernet.evaluation import evaluate_subnets, subnet_accuracy, subnet_network
+from spaceevo_lib.supernet.evaluation import evaluate_subnets, subnet_network
 from spaceevo_lib.supernet.training import (load_supernet, quantize_supernet, supernet_step,
                                             train_supernet)
 from spaceevo_lib.supernet.warmstart import load_students, warm_start

@@ -379,6 +379,7 @@ CANDIDATES = {
     "zero-gamma": {"recipe": "sandwich,zero-gamma"},
     "max-first": {"recipe": "sandwich,max-first"},
     "teacher": {"recipe": "sandwich,teacher"},
+    "teacher + zero-gamma": {"recipe": "sandwich,teacher,zero-gamma"},
     "block-wise start": {"recipe": "sandwich", "init": "blockkd"},
 }
 #: Share of a max-first candidate's minutes spent on the max subnet alone.
@@ -446,8 +447,8 @@ def recipe_bench_table(bench: dict) -> pd.DataFrame:
     rows = []
     for r in sizes.itertuples():
         f = final.loc[r.candidate]
-        rows.append({"candidate": r.candidate, "recipe": ", ".join(
-            f"{k} {v}" for k, v in bench["candidates"][r.candidate].items()),
+        rows.append({"candidate": r.candidate, "settings": "; ".join(
+            f"{k}: {v}" for k, v in bench["candidates"][r.candidate].items()),
             "FP32 epochs": " + ".join(str(int(getattr(r, c))) for c in ("epochs_max",
                                                                        "epochs_sandwich")
                                       if c in sizes and not pd.isna(getattr(r, c))),

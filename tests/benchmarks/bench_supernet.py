@@ -142,11 +142,10 @@ def recipes(profile: str, runs: Path, minutes: float, names: list[str]) -> dict:
                               for k in ("max", "min", "random")}))
     chosen = chapter.choose_recipe(final[["candidate", "top1_max", "top1_min", "top1_random"]])
     cpu = host.cpu_info()
+    host_facts = {"cpu": cpu["cpu_model"], "cores": cpu["logical_cores"], "vnni": cpu["vnni"],
+                  "python": platform.python_version(), "torch": torch.__version__}
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": _git_commit(), "host": {"cpu": cpu["cpu_model"], "cores": cpu["logical_cores"],
-                                              "vnni": cpu["vnni"],
-                                              "python": platform.python_version(),
-                                              "torch": torch.__version__},
+            "commit": _git_commit(), "host": host_facts,
             "profile": profile, "minutes": minutes, "space": space.encode(),
             "curve_images": len(valid.dataset),
             "random_subnets": [s.encode() for s in subnets],
