@@ -82,6 +82,7 @@ def recipes(profile: str, runs: Path, minutes: float, names: list[str]) -> dict:
     from spaceevo_lib.supernet.training import phase_checkpoints, train_recipe
     from spaceevo_lib.train.data import balanced_loader
 
+    commit = _git_commit()  # (the code that runs, before anything else is committed)
     base = config.chapter_config("supernet", profile=profile)
     plan0 = chapter.plan(base)
     label = "evolved-ort-vnni"
@@ -145,7 +146,7 @@ def recipes(profile: str, runs: Path, minutes: float, names: list[str]) -> dict:
     host_facts = {"cpu": cpu["cpu_model"], "cores": cpu["logical_cores"], "vnni": cpu["vnni"],
                   "python": platform.python_version(), "torch": torch.__version__}
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": _git_commit(), "host": host_facts,
+            "commit": commit, "host": host_facts,
             "profile": profile, "minutes": minutes, "space": space.encode(),
             "curve_images": len(valid.dataset),
             "random_subnets": [s.encode() for s in subnets],
