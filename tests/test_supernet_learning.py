@@ -342,3 +342,12 @@ def test_the_search_chapter_reads_the_trained_start_recipe_and_checkpoints(tmp_p
     f32, f8 = res.checkpoints("evolved-ort-vnni")
     assert f32 == paths["evolved-ort-vnni"][1] and f8 == paths["evolved-ort-vnni"][2]
     assert stored["spaces"]["evolved-ort-vnni"]["fp32"]["epochs"] == 2
+
+
+def test_the_memory_layout_is_not_part_of_a_phase_key(tmp_path):
+    """channels-last changes speed, not what is learned: a run stopped in one layout goes on
+    in the other from the same checkpoint."""
+    nhwc = tuple(replace(p, cfg=replace(p.cfg, channels_last=True)) for p in _phases())
+    nchw = tuple(replace(p, cfg=replace(p.cfg, channels_last=False)) for p in _phases())
+    assert phase_checkpoints(tmp_path, "s", nhwc, "k") == phase_checkpoints(tmp_path, "s", nchw,
+                                                                            "k")

@@ -170,10 +170,12 @@ class Phase:
 
     def key(self, previous: str) -> str:
         """A digest of everything this phase's result depends on: its own settings and the
-        key of what it starts from (the start, or the previous phase)."""
-        return stable_hash({"kind": self.kind, "cfg": self.cfg.as_dict(),
-                            "n_random": self.n_random, "teacher": self.teacher,
-                            "from": previous})[:12]
+        key of what it starts from (the start, or the previous phase). The memory layout is
+        left out: it changes speed, not what is learned, so a run stopped in channels-last
+        may go on in NCHW from its checkpoint."""
+        cfg = {k: v for k, v in self.cfg.as_dict().items() if k != "channels_last"}
+        return stable_hash({"kind": self.kind, "cfg": cfg, "n_random": self.n_random,
+                            "teacher": self.teacher, "from": previous})[:12]
 
 
 def start_key(space: SpaceChoice | str, **settings) -> str:
