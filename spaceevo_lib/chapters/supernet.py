@@ -42,7 +42,7 @@ from ..supernet.evaluation import (elastic_subnet_accuracy, evaluate_subnets, is
                                    recalibration_batches, subnet_accuracy, subnet_network,
                                    subnets_evaluator)
 from ..supernet.training import (Phase, load_supernet, phase_checkpoints, quantize_supernet,
-                                 start_key, supernet_step, train_recipe)
+                                 start_key, step_seconds, train_recipe)
 from ..supernet.warmstart import load_students, student_file, warm_start
 from ..train.config import TrainConfig
 from ..train.data import TrainingData, balanced_loader, load_training_data
@@ -342,28 +342,10 @@ def throughput_table(space: SpaceChoice, plan_: SupernetPlan, steps: int = 4,
     for what, n_random, with_min in (("plain loop, max subnet", 0, False),
                                      (f"sandwich (max, min, {n_sandwich} random)", n_sandwich,
                                       True)):
-        torch.manual_seed(seed)
-        net = Supernet(space, shortcut=plan_.shortcut).train()
-        if cfg.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        r = max(space.spec.resolutions)
-        x = torch.randn(cfg.batch_size, 3, r, r)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, net.n_classes, (cfg.batch_size,))
-        step = supernet_step(n_random, plan_.dropout, with_min)
-        times = []
-        for i in range(steps + 1):
-            t0 = time.perf_counter()
-            loss, _, _ = step(net, x, y, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if i:  # (the first step warms the allocator and oneDNN's kernels up)
-                times.append(time.perf_counter() - t0)
-        rows.append({"training": what, "images_per_s": cfg.batch_size / float(np.median(times)),
-                     "seconds_per_step": float(np.median(times))})
+        sec = step_seconds(space, cfg, n_random, with_min, None, plan_.dropout, plan_.shortcut,
+                           steps, seed)
+        rows.append({"training": what, "images_per_s": cfg.batch_size / sec,
+                     "seconds_per_step": sec})
     out = pd.DataFrame(rows)
     out["relative"] = out.images_per_s / out.images_per_s.iloc[0]
     return out

@@ -13,9 +13,11 @@ same subnets; under torchrun the gradients are averaged after the sandwich's one
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -139,6 +141,34 @@ def load_supernet(space: SpaceChoice | str, checkpoint: Path, phase: str = "fp32
         net = quantize_supernet(net)
     net.load_state_dict(state["model"])
     return net.eval()
+
+
+def step_seconds(space: SpaceChoice | str, cfg, n_random: int = 2, with_min: bool = True,
+                 teacher: torch.nn.Module | None = None, dropout: float = DROPOUT,
+                 shortcut: str = "fixed", steps: int = 4, seed: int = 0) -> float:
+    """Median seconds of one training step of a fresh supernet on this host (one random batch
+    of ``cfg.batch_size`` at the largest resolution, ``cfg``'s memory layout, the step's
+    passes and teacher), the first step left out (it warms oneDNN's kernels up)."""
+    torch.manual_seed(seed)
+    net = Supernet(space, shortcut=shortcut).train()
+    r = max(net.hyperspace.resolutions)
+    x = torch.randn(cfg.batch_size, 3, r, r)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, net.n_classes, (cfg.batch_size,))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    step = supernet_step(n_random, dropout, with_min, teacher)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        loss, _, _ = step(net, x, y, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 # ----------------------------------------------------------------------------- recipes

@@ -36,37 +36,14 @@ CURVE_IMAGES = 500
 NEEDS = ("int8", "predictor", "blockkd")
 
 
-def images_per_s(space, plan_, phase, teacher, steps: int = 3) -> float:
+def images_per_s(space, plan_, phase, teacher) -> float:
     """Training images per second of one phase's step on this host (its batch, memory
     layout and passes; the teacher's forward included when it distils from one)."""
-    import numpy as np
-    import torch
-
-    from spaceevo_lib.supernet import Supernet
-    from spaceevo_lib.supernet.training import supernet_step
-
-    cfg = phase.cfg
-    torch.manual_seed(0)
-    net = Supernet(space, shortcut=plan_.shortcut).train()
-    r = max(space.spec.resolutions)
-    x = torch.randn(cfg.batch_size, 3, r, r)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, net.n_classes, (cfg.batch_size,))
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    step = supernet_step(0 if phase.kind == "max" else phase.n_random, plan_.dropout,
-                         phase.kind != "max", teacher if phase.teacher else None)
-    times = []
-    for i in range(steps + 1):
-        t = time.perf_counter()
-        loss, _, _ = step(net, x, y, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i:
-            times.append(time.perf_counter() - t)
-    return cfg.batch_size / float(np.median(times))
+    from spaceevo_lib.supernet.training import step_seconds
+    sec = step_seconds(space, phase.cfg, 0 if phase.kind == "max" else phase.n_random,
+                       phase.kind != "max", teacher if phase.teacher else None, plan_.dropout,
+                       plan_.shortcut, steps=3)
+    return phase.cfg.batch_size / sec
 
 
 def recipes(profile: str, runs: Path, minutes: float, names: list[str]) -> dict:
