@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from spaceevo_lib.nn.bn import recalibrate_bn
 from spaceevo_lib.quant import ActQuantizer
+from conftest import needs_data
 from spaceevo_lib.train import (CheckpointError, NonFiniteLoss, TrainConfig, Trainer, evaluate,
                                 lr_at, param_groups)
 
@@ -152,3 +153,21 @@ def test_foreign_and_corrupt_checkpoints_are_refused(tmp_path):
                 progress=False)
     with pytest.raises(CheckpointError, match="does not fit this model"):
         t.fit()
+
+
+def test_training_batches_are_all_full_so_no_odd_batch_reaches_a_channels_last_backward():
+    """oneDNN's channels-last backward (torch 2.14.1) aborted the process on an epoch's last
+    partial batch (21 = 8,469 mod 128): training loaders drop it, and never empty an epoch."""
+    from spaceevo_lib.train.engine import train_loader
+    data = TensorDataset(torch.zeros(53, 3, 4, 4), torch.zeros(53, dtype=torch.long))
+    sizes = [len(x) for x, _ in train_loader(data, 8, seed=0, drop_last=True)]
+    assert sizes == [8] * 6
+    assert [len(x) for x, _ in train_loader(data, 64, seed=0, drop_last=True)] == [53]
+
+
+@needs_data
+def test_the_chapters_training_loader_drops_the_partial_batch():
+    from spaceevo_lib.train.data import load_training_data
+    data = load_training_data(32, TrainConfig(batch_size=128, valid_size=1000))
+    train = data.loaders["train"]
+    assert train.drop_last and len(train) == len(train.dataset) // 128

@@ -58,7 +58,8 @@ def load_training_data(resolution: int, cfg: TrainConfig, test_images: int = 0,
         x_test, y_test = subset(x_test, y_test, test_images, cfg.seed)
     ds = lambda x, y, aug: ImagenetteDataset(x, y, aug, (mean, std))  # noqa: E731
     loaders = {"train": train_loader(ds(data.x_train[train_idx], data.y_train[train_idx],
-                                        cfg.augment), cfg.batch_size, cfg.seed),
+                                        cfg.augment), cfg.batch_size, cfg.seed,
+                                     drop_last=True),
                "test": DataLoader(ds(x_test, y_test, "none"), batch_size=256)}
     if cfg.valid_size:
         loaders["valid"] = DataLoader(ds(data.x_train[valid_idx], data.y_train[valid_idx],
@@ -111,7 +112,7 @@ def _load_imagenet(resolution: int, cfg: TrainConfig, test_images: int,
     plain = load_imagenet("train", resolution)
     plain.transform = test.transform  # held-out and calibration images: no augmentation
     loaders = {"train": train_loader(Subset(train_all, train_idx.tolist()), cfg.batch_size,
-                                     cfg.seed)}
+                                     cfg.seed, drop_last=True)}
     if cfg.valid_size:
         loaders["valid"] = DataLoader(Subset(plain, valid_idx.tolist()), batch_size=256)
     test_idx = np.arange(len(test))
