@@ -4,7 +4,6 @@ paper's rows beside this host's, and every claim's verdict."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -191,19 +190,6 @@ def test_the_goal_needs_every_part_on_the_vnni_cpu():
                                    pd.DataFrame(), "holds", chapter.goal_check(table), control)
     assert [(r["name"], r["value"]) for r in recs[-2:]] == [
         ("goal_met/table1/ort-vnni/SEQnet-A0", 0), ("goal_met/table1/ort-vnni/SEQnet-A0-alone", 1)]
-
-
-def test_subnet_architectures_train_in_nchw_on_the_same_recipe():
-    """Channels-last training of SEQnet-A0's architecture segfaults in libtorch_cpu (torch
-    2.14.1): the control trains NCHW, everything else of the recipe unchanged."""
-    from types import SimpleNamespace
-    from spaceevo_lib.train.config import TrainConfig
-    fp32, lsq = TrainConfig(epochs=3, lr=0.1), TrainConfig(epochs=2, lr=0.005)
-    plan_ = SimpleNamespace(fp32=fp32, lsq=lsq)
-    assert chapter.recipe_for(plan_) == (fp32, lsq)  # baselines: the recipe as it is
-    f, q = chapter.recipe_for(plan_, "onnxw-train-111111-000000:d1#1#1")
-    assert not f.channels_last and not q.channels_last
-    assert f == replace(fp32, channels_last=False) and q == replace(lsq, channels_last=False)
 
 
 def test_models_that_barely_learned_decide_no_accuracy_claim():

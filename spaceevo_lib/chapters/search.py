@@ -196,17 +196,6 @@ def recipe_data(plan_: SearchPlan, data: TrainingData, dataset: str) -> Training
                               calibration_images=p["calibration_images"], dataset=dataset)
 
 
-def recipe_for(plan_: SearchPlan, arch_name: str | None = None
-               ) -> tuple[TrainConfig, TrainConfig]:
-    """The INT8 chapter's FP32 and LSQ+ settings, in NCHW for a subnet architecture: with
-    channels-last, training SEQnet-A0's architecture segfaults inside libtorch_cpu (torch
-    2.14.1, reproduced on this host within seconds; NCHW trains); the supernet chapter
-    trains NCHW for the same reason. The memory layout changes speed, not results."""
-    if arch_name is None:
-        return plan_.fp32, plan_.lsq
-    return (replace(plan_.fp32, channels_last=False), replace(plan_.lsq, channels_last=False))
-
-
 def trained_network(name: str, plan_: SearchPlan, data: TrainingData, run,
                     arch_name: str | None = None) -> tuple:
     """``name`` trained on the INT8 chapter's recipe (FP32, then LSQ+) in this chapter's run
@@ -217,7 +206,7 @@ def trained_network(name: str, plan_: SearchPlan, data: TrainingData, run,
     model, arch = build_network(arch_name or name, p["resolution"], data.n_classes,
                                 p["hyperspace"])
     stem = name if arch_name is None else f"{name}-{stable_hash(arch_name)[:10]}"
-    fp32_cfg, lsq_cfg = recipe_for(plan_, arch_name)
+    fp32_cfg, lsq_cfg = plan_.fp32, plan_.lsq  # the same recipe (and layout) for all
     h32 = train_fp32(model, arch, fp32_cfg, data, run.path / f"{stem}-fp32.pt",
                      progress=False)
     q, h8, _ = train_lsq(model, arch, lsq_cfg, data, run.path / f"{stem}-lsq.pt",

@@ -24,11 +24,10 @@ import json
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-
 from _chapter import parse_args, time_from_scratch
 
 TARGET_S = {"smoke": 180, "default": 3300}
@@ -46,14 +45,14 @@ def images_per_s(space, plan_, phase, teacher) -> float:
     return phase.cfg.batch_size / sec
 
 
-def recipes(profile: str, runs: Path, minutes: float, names: list[str]) -> dict:
-    """Every candidate at ``minutes`` of FP32 training, its curves and the rule's pick."""
+def recipes(profile: str, runs: Path, minutes: float, names: list[str], out: Path) -> dict:
+    """Every candidate at ``minutes`` of FP32 training, its curves and the rule's pick,
+    written to ``out`` after each candidate (``complete`` false until the last)."""
     import os
 
-    import torch
 
     os.environ["SPACEEVO_RUNS_DIR"] = str(runs)
-    from spaceevo_lib import config, host
+    from spaceevo_lib import config
     from spaceevo_lib.chapters import supernet as chapter
     from spaceevo_lib.store import _git_commit
     from spaceevo_lib.supernet.training import phase_checkpoints, train_recipe
@@ -114,6 +113,20 @@ def recipes(profile: str, runs: Path, minutes: float, names: list[str]) -> dict:
               f"{last.valid_top1_min_int8:.1f} random median "
               f"{last.valid_top1_random_int8:.1f}", flush=True)
         del fp32, q
+        result = summary(rows, table_b, sizes, names, commit, profile, minutes, space, valid,
+                         subnets)
+        result["complete"] = len(sizes) == len(names)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def summary(rows, table_b, sizes, names, commit, profile, minutes, space, valid, subnets):
+    """The saved benchmark: host, commit, curves, sizes and the rule's pick so far."""
+    import torch
+
+    from spaceevo_lib import host
+    from spaceevo_lib.chapters import supernet as chapter
     curves = pd.DataFrame(rows)
     final = (curves.groupby("candidate", sort=False).tail(1)
              .rename(columns={f"valid_top1_{k}_int8": f"top1_{k}"
@@ -122,14 +135,14 @@ def recipes(profile: str, runs: Path, minutes: float, names: list[str]) -> dict:
     cpu = host.cpu_info()
     host_facts = {"cpu": cpu["cpu_model"], "cores": cpu["logical_cores"], "vnni": cpu["vnni"],
                   "python": platform.python_version(), "torch": torch.__version__}
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"),
             "commit": commit, "host": host_facts,
             "profile": profile, "minutes": minutes, "space": space.encode(),
             "curve_images": len(valid.dataset),
             "random_subnets": [s.encode() for s in subnets],
             "rule": chapter.RECIPE_RULE.format(tie=chapter.RECIPE_TIE_POINTS),
-            "candidates": {n: chapter.CANDIDATES[n] for n in names}, "sizes": sizes,
-            "curves": json.loads(curves.to_json(orient="records")),
+            "candidates": {n: chapter.CANDIDATES[n] for n in names[:len(sizes)]},
+            "sizes": sizes, "curves": json.loads(curves.to_json(orient="records")),
             "table_b": json.loads(pd.DataFrame(table_b).to_json(orient="records")),
             "chosen": chosen}
 
@@ -150,10 +163,8 @@ def main() -> int:
         if args.recipes:
             from spaceevo_lib.chapters import supernet as chapter
             names = [n for n in args.candidates.split(",") if n] or list(chapter.CANDIDATES)
-            result = recipes(profile, runs, args.minutes, names)
             out = Path(args.out or chapter.RECIPE_BENCH)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=1) + "\n")
+            result = recipes(profile, runs, args.minutes, names, out)
             print(f"chosen recipe: {result['chosen']} -> {out}")
             continue
         ok &= time_from_scratch("supernet", profile, runs, NEEDS, TARGET_S[profile])
