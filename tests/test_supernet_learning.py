@@ -243,6 +243,17 @@ def test_the_recipe_rule_takes_the_best_middle_and_breaks_near_ties_by_the_min_s
     assert chapter.choose_recipe(final.iloc[[2]]) == "c"
 
 
+def test_the_page_says_whether_the_run_trains_the_benchmarks_pick():
+    from types import SimpleNamespace
+    bench = {"chosen": "max-first", "candidates": {"max-first": {"recipe": "sandwich,max-first"},
+                                                  "sandwich": {"recipe": "sandwich"}}}
+    plan_ = SimpleNamespace(recipe=("sandwich", "max-first"), init="scratch", shortcut="fixed")
+    assert chapter.follows_pick(plan_, bench) == "this run trains the benchmark's pick, max-first"
+    other = SimpleNamespace(recipe=("sandwich",), init="blockkd", shortcut="fixed")
+    said = chapter.follows_pick(other, bench)
+    assert "differs" in said and "recipe: sandwich" in said and "init: blockkd" in said
+
+
 def test_equal_minutes_size_each_phase_by_its_throughput():
     assert chapter.equal_minutes_epochs(10, {"sandwich": 50.0}, 7500) == {"sandwich": 4}
     two = chapter.equal_minutes_epochs(10, {"max": 100.0, "sandwich": 50.0}, 7500)

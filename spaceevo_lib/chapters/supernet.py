@@ -442,6 +442,21 @@ def recipe_bench_table(bench: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def follows_pick(plan_: SupernetPlan, bench: dict) -> str:
+    """Whether this run trains the benchmark's pick (its recipe, start and shortcut), in
+    words: a rerun with other parameters trains what they say, and the page says so."""
+    pick = {"recipe": "sandwich", "init": "scratch", "shortcut": "fixed",
+            **bench["candidates"][bench["chosen"]]}
+    ours = {"recipe": plan_.recipe, "init": plan_.init, "shortcut": plan_.shortcut}
+    differ = [k for k in ours if (recipe_features(pick[k]) if k == "recipe" else pick[k])
+              != ours[k]]
+    if not differ:
+        return f"this run trains the benchmark's pick, {bench['chosen']}"
+    return (f"this run differs from the benchmark's pick ({bench['chosen']}) in "
+            + ", ".join(f"{k}: {ours[k] if k != 'recipe' else ','.join(ours[k])}"
+                        for k in differ) + " (set by its parameters)")
+
+
 def bench_dimension_table(bench: dict) -> pd.DataFrame:
     """The benchmark's one-dimension-at-a-time table, the paper's shortcut beside the
     parameter-free one (median held-out INT8 top-1 of the draws)."""
