@@ -261,6 +261,64 @@ def test_equal_minutes_size_each_phase_by_its_throughput():
     assert chapter.equal_minutes_epochs(0.1, {"sandwich": 1.0}, 7500) == {"sandwich": 1}
 
 
+def _plan(phases) -> chapter.SupernetPlan:
+    sp = SpaceChoice.decode(SPACE)
+    return chapter.SupernetPlan(spaces={"evolved-ort-vnni": sp, "mbv3-style": sp},
+                                init="blockkd", recipe=("sandwich", "max-first"),
+                                shortcut="fixed", phases=phases, standalone=phases[0].cfg,
+                                dropout=0.2, protocol=None)
+
+
+def test_each_space_gets_the_same_fp32_minutes_not_the_same_epochs(tmp_path):
+    """fp32_minutes sizes each space's FP32 phases by its own measured speed (the slower space
+    trains fewer epochs), keeps the warm-up share and the LSQ+ phase, and the run records the
+    epochs each space trained; 0 keeps the profile's epochs."""
+    phases = tuple(replace(p, cfg=replace(p.cfg, epochs=4, warmup_epochs=0.2))
+                   if p.kind == "sandwich" else p for p in _phases())
+    plan_ = _plan(phases)
+    speed = pd.DataFrame({"space": ["evolved-ort-vnni"] * 2 + ["mbv3-style"] * 2,
+                          "phase": ["max", "sandwich"] * 2,
+                          "images_per_s": [100.0, 50.0, 50.0, 25.0]})
+    assert chapter.size_phases(plan_, speed, 0, 7500) is plan_
+    sized = chapter.size_phases(plan_, speed, 10, 7500)
+    fast, slow = sized.phases_of("evolved-ort-vnni"), sized.phases_of("mbv3-style")
+    assert [p.cfg.epochs for p in fast] == [3, 2, 1] and [p.cfg.epochs for p in slow] == [2, 1, 1]
+    assert fast[1].cfg.warmup_epochs == pytest.approx(0.1)  # 5 % of the sandwich's epochs
+    assert fast[2] == phases[2] and slow[2] == phases[2]
+    table = chapter.phases_table(sized)
+    assert list(table.space.unique()) == ["evolved-ort-vnni", "mbv3-style"]
+    paths = {k: phase_checkpoints(tmp_path, k, sized.phases_of(k), "start")
+             for k in sized.spaces}
+    stored = chapter.trained_record(sized, paths)
+    assert stored["spaces"]["mbv3-style"]["fp32"]["epochs"] == 1
+    assert stored["spaces"]["evolved-ort-vnni"]["fp32"]["epochs"] == 2
+    assert paths["mbv3-style"][1] != paths["evolved-ort-vnni"][1].with_name(
+        paths["evolved-ort-vnni"][1].name.replace("evolved-ort-vnni", "mbv3-style"))
+
+
+def test_the_learning_bar_and_aims_are_checked_per_space_with_an_extrapolation():
+    """The bar fixed before the results (max 35, min 30, random median 25 and within 5 of the
+    min) and the aims (45, within 10 of the max): each row met or not, and a missed one the
+    minutes its last segment implies."""
+    ends = pd.DataFrame({"space": ["a"] * 5, "subnet": ["max", "min", "random0", "random1",
+                                                         "random2"],
+                         "top1_int8": [40.0, 31.0, 24.0, 27.0, 30.0]})
+    history = pd.DataFrame({"space": ["a"] * 4, "phase": ["fp32", "fp32", "fp32", "lsq"],
+                            "seconds": [60.0, 60.0, 120.0, 30.0],
+                            "valid_top1_max": [20.0, 30.0, 36.0, 37.0],
+                            "valid_top1_min": [15.0, 25.0, 29.0, 30.0]})
+    t = chapter.learning_table(ends, history, random_slope=1.0).set_index(["subnet", "kind",
+                                                                          "needs"])
+    assert t.loc[("max subnet", "bar", 35.0), "met"] == "yes"
+    assert t.loc[("min subnet", "bar", 30.0), "met"] == "yes"
+    assert t.loc[("random median", "bar", 25.0), "met"] == "yes"  # median 27
+    assert t.loc[("random median", "bar", 26.0), "met"] == "yes"  # min 31 - 5
+    aim = t.loc[("random median", "aim", 45.0)]
+    assert aim.met == "no" and aim["minutes more (extrapolation)"] == pytest.approx(18.0)
+    assert t.loc[("random median", "aim", 30.0), "met"] == "no"  # max 40 - 10
+    assert chapter.last_slopes(history, "a") == {"max": 3.0, "min": 2.0}  # per minute
+
+
 def test_the_bn_image_count_is_the_fewest_within_the_margin_of_the_most():
     curve = pd.DataFrame({"images": [0, 0, 256, 256, 1000, 1000, 2000, 2000],
                           "top1_int8": [10, 12, 29, 30, 31.6, 31.4, 32.0, 31.8]})
@@ -342,7 +400,8 @@ def test_the_search_chapter_reads_the_trained_start_recipe_and_checkpoints(tmp_p
     by rule or guessing file names from parameters."""
     sp = SpaceChoice.decode(SPACE)
     plan_ = SimpleNamespace(init="blockkd", recipe=("sandwich", "teacher"), shortcut="fixed",
-                            spaces={"evolved-ort-vnni": sp}, phases=_phases())
+                            spaces={"evolved-ort-vnni": sp}, phases=_phases(),
+                            phases_of=lambda label: _phases())
     paths = {"evolved-ort-vnni": phase_checkpoints(tmp_path, "evolved-ort-vnni", plan_.phases,
                                                    "start")}
     stored = chapter.trained_record(plan_, paths)

@@ -11,6 +11,7 @@ tested before any result).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -111,6 +112,13 @@ class SupernetPlan:
     standalone: TrainConfig  # the weight-sharing check's stand-alone training
     dropout: float
     protocol: Protocol
+    # label -> its phases with FP32 epochs sized to ``fp32_minutes`` (:func:`size_phases`);
+    # None: every space trains ``phases``
+    space_phases: dict | None = None
+
+    def phases_of(self, label: str) -> tuple:
+        """The phases ``label``'s supernet trains."""
+        return (self.space_phases or {}).get(label, self.phases)
 
     @property
     def fp32(self) -> TrainConfig:
@@ -207,13 +215,18 @@ def spaces_table(spaces: dict) -> pd.DataFrame:
 
 
 def phases_table(plan_: SupernetPlan) -> pd.DataFrame:
-    """The recipe's phases as a reader sees them."""
-    return pd.DataFrame([{"phase": p.kind, "epochs": p.cfg.epochs, "lr": p.cfg.lr,
+    """The recipe's phases as a reader sees them, per space when their epochs were sized to
+    the same minutes."""
+    labels = list(plan_.space_phases) if plan_.space_phases else [None]
+    return pd.DataFrame([{**({"space": label} if label else {}),
+                          "phase": p.kind, "epochs": p.cfg.epochs, "lr": p.cfg.lr,
                           "warm-up epochs": round(p.cfg.warmup_epochs, 2),
                           "subnets per step": 1 if p.kind == "max" else 2 + p.n_random,
                           "distils from": ("teacher" if p.teacher else
                                            "labels only" if p.kind == "max" else "max subnet"),
-                          "images": p.cfg.train_images or "all"} for p in plan_.phases])
+                          "images": p.cfg.train_images or "all"}
+                         for label in labels
+                         for p in (plan_.phases_of(label) if label else plan_.phases)])
 
 
 def resolution_of(plan_: SupernetPlan) -> int:
@@ -309,14 +322,15 @@ def train_space(label: str, plan_: SupernetPlan, data: TrainingData, lsq_data: T
     per-epoch metrics, the phases' checkpoints)."""
     net = new_supernet(plan_.spaces[label], plan_.init, plan_.fp32.seed, students_folder,
                        plan_.shortcut, "zero-gamma" in plan_.recipe)
-    paths = phase_checkpoints(run.path, label, plan_.phases,
+    phases = plan_.phases_of(label)
+    paths = phase_checkpoints(run.path, label, phases,
                               start_of(plan_, label, students_folder, teacher_digest))
     evaluator = evaluator or subnets_evaluator(recal_images(data, 256))
 
     def loaders_for(phase):
         return train_valid_loaders(lsq_data if phase.kind == "lsq" else data)
 
-    fp32, q, history = train_recipe(net, plan_.phases, paths, loaders_for, evaluator,
+    fp32, q, history = train_recipe(net, phases, paths, loaders_for, evaluator,
                                     teacher, quant_images=recal_images(data, 64),
                                     dropout=plan_.dropout)
     return fp32, q, history.assign(space=label, init=plan_.init), paths
@@ -331,24 +345,63 @@ def minutes_table(history: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="step").rename(columns={"stage": "phase"})
 
 
-def throughput_table(space: SpaceChoice, plan_: SupernetPlan, steps: int = 4,
-                     seed: int = 0) -> pd.DataFrame:
-    """Training images per second on this host of a plain loop on the max subnet and of the
-    sandwich (max, min and ``n_random`` random subnets per batch), same batch and memory
-    layout as the chapter trains: what a sandwich step costs against one network."""
+def throughput_table(plan_: SupernetPlan, steps: int = 4, seed: int = 0,
+                     teacher: torch.nn.Module | None = None) -> pd.DataFrame:
+    """Training images per second on this host, per space, of a plain loop on the max subnet
+    (the ``max`` phase) and of the sandwich (max, min and ``n_random`` random subnets per
+    batch), same batch, memory layout and teacher as the chapter trains: what a sandwich step
+    costs against one network, and what :func:`size_phases` sizes the epochs from."""
     cfg = plan_.fp32
+    sandwich = next(p for p in plan_.phases if p.kind == "sandwich")
     rows = []
-    n_sandwich = next(p.n_random for p in plan_.phases if p.kind == "sandwich")
-    for what, n_random, with_min in (("plain loop, max subnet", 0, False),
-                                     (f"sandwich (max, min, {n_sandwich} random)", n_sandwich,
-                                      True)):
-        sec = step_seconds(space, cfg, n_random, with_min, None, plan_.dropout, plan_.shortcut,
-                           steps, seed)
-        rows.append({"training": what, "images_per_s": cfg.batch_size / sec,
-                     "seconds_per_step": sec})
+    for label, space in plan_.spaces.items():
+        for kind, what, n_random, with_min in (
+                ("max", "plain loop, max subnet", 0, False),
+                ("sandwich", f"sandwich (max, min, {sandwich.n_random} random)",
+                 sandwich.n_random, True)):
+            sec = step_seconds(space, cfg, n_random, with_min,
+                               teacher if sandwich.teacher else None, plan_.dropout,
+                               plan_.shortcut, steps, seed)
+            rows.append({"space": label, "phase": kind, "training": what,
+                         "images_per_s": cfg.batch_size / sec, "seconds_per_step": sec})
     out = pd.DataFrame(rows)
-    out["relative"] = out.images_per_s / out.images_per_s.iloc[0]
+    out["relative"] = out.images_per_s / out.groupby("space").images_per_s.transform("first")
     return out
+
+
+def speeds(plan_: SupernetPlan, run, steps: int = 4, seed: int = 0,
+           teacher: torch.nn.Module | None = None) -> pd.DataFrame:
+    """:func:`throughput_table`, measured once per host and setting and kept in the run: a
+    rerun sizes the same epochs (so it resumes its checkpoints) instead of measuring anew."""
+    from ..host import cpu_info
+    cfg = plan_.fp32
+    key = {"cpu": cpu_info()["cpu_model"], "spaces": {k: v.encode()
+                                                       for k, v in plan_.spaces.items()},
+           "batch_size": cfg.batch_size, "channels_last": cfg.channels_last,
+           "n_random": [p.n_random for p in plan_.phases], "teacher": plan_.uses_teacher,
+           "shortcut": plan_.shortcut, "dropout": plan_.dropout, "steps": steps, "seed": seed}
+    return run.cached("throughput", lambda: throughput_table(plan_, steps, seed, teacher), key)
+
+
+def size_phases(plan_: SupernetPlan, speed: pd.DataFrame, minutes: float,
+                train_images: int) -> SupernetPlan:
+    """The plan with each space's FP32 epochs sized so that its FP32 phases take about
+    ``minutes`` on this host (``speed``: :func:`throughput_table`), the way the recipe
+    benchmark sized its candidates: Figure 1's spaces get the same minutes, not the same
+    epochs. ``minutes`` 0 keeps the profile's epochs for every space."""
+    if minutes <= 0:
+        return plan_
+    out = {}
+    for label in plan_.spaces:
+        ips = speed[speed.space == label].set_index("phase").images_per_s
+        kinds = [p.kind for p in plan_.phases if p.kind != "lsq"]
+        epochs = equal_minutes_epochs(minutes, {k: float(ips[k]) for k in kinds}, train_images)
+        out[label] = tuple(
+            p if p.kind == "lsq" else dataclasses.replace(p, cfg=dataclasses.replace(
+                p.cfg, epochs=epochs[p.kind],
+                warmup_epochs=p.cfg.warmup_epochs / p.cfg.epochs * epochs[p.kind]))
+            for p in plan_.phases)
+    return dataclasses.replace(plan_, space_phases=out)
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -363,6 +416,7 @@ CANDIDATES = {
     "teacher": {"recipe": "sandwich,teacher"},
     "teacher + zero-gamma": {"recipe": "sandwich,teacher,zero-gamma"},
     "block-wise start": {"recipe": "sandwich", "init": "blockkd"},
+    "block-wise start + max-first": {"recipe": "sandwich,max-first", "init": "blockkd"},
 }
 #: Share of a max-first candidate's minutes spent on the max subnet alone.
 MAX_FIRST_SHARE = 0.4
@@ -421,15 +475,17 @@ def recipe_bench() -> dict | None:
 
 
 def recipe_bench_table(bench: dict) -> pd.DataFrame:
-    """Per candidate of the saved benchmark: its FP32 epochs and images per second, minutes,
-    and the held-out INT8 top-1 of max, min and median random subnet after its LSQ+ phase
+    """Per candidate of the saved benchmark: the commit it ran, its FP32 epochs and images per
+    second, minutes, and the held-out INT8 top-1 of max, min and median random subnet after its LSQ+ phase
     (the numbers the rule picks on), with the pick marked."""
     curves, sizes = pd.DataFrame(bench["curves"]), pd.DataFrame(bench["sizes"])
     final = curves.groupby("candidate", sort=False).tail(1).set_index("candidate")
     rows = []
     for r in sizes.itertuples():
         f = final.loc[r.candidate]
-        rows.append({"candidate": r.candidate, "settings": "; ".join(
+        commit = r.commit if "commit" in sizes and isinstance(r.commit, str) else \
+            bench["commit"]
+        rows.append({"candidate": r.candidate, "commit": commit[:7], "settings": "; ".join(
             f"{k}: {v}" for k, v in bench["candidates"][r.candidate].items()),
             "FP32 epochs": " + ".join(str(int(getattr(r, c))) for c in ("epochs_max",
                                                                        "epochs_sandwich")
@@ -448,6 +504,8 @@ def follows_pick(plan_: SupernetPlan, bench: dict) -> str:
     pick = {"recipe": "sandwich", "init": "scratch", "shortcut": "fixed",
             **bench["candidates"][bench["chosen"]]}
     ours = {"recipe": plan_.recipe, "init": plan_.init, "shortcut": plan_.shortcut}
+    if "batch_size" in pick:
+        ours["batch_size"] = plan_.fp32.batch_size
     differ = [k for k in ours if (recipe_features(pick[k]) if k == "recipe" else pick[k])
               != ours[k]]
     if not differ:
@@ -508,6 +566,68 @@ def ends_summary(ends: pd.DataFrame) -> pd.DataFrame:
                         f"random range {p}": f"{rnd[f'top1_{p}'].min():.1f}-"
                                              f"{rnd[f'top1_{p}'].max():.1f}"})
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: What "subnets that learn" means for a space (the supernet issue's bar, fixed before the
+#: results): test INT8 top-1 of the max and min subnets, and the median of the fixed random
+#: subnets, which must also be within ``random_below_min`` points of the min subnet.
+LEARNING_BAR = {"max": 35.0, "min": 30.0, "random": 25.0, "random_below_min": 5.0}
+#: ... and the aims beyond it: the random median at least this, within this of the max.
+LEARNING_AIMS = {"random": 45.0, "random_below_max": 10.0}
+
+
+def last_slopes(history: pd.DataFrame, label: str) -> dict[str, float]:
+    """Held-out top-1 points per minute of ``label``'s max and min subnets over its last FP32
+    epoch (NaN with a single FP32 epoch): what one more minute buys at the end of the run."""
+    h = history[history.space == label].reset_index(drop=True)
+    minutes = h.seconds.cumsum() / 60
+    fp = h.index[h.phase == "fp32"]
+    if len(fp) < 2:
+        return {"max": float("nan"), "min": float("nan")}
+    a, b = fp[-2], fp[-1]
+    return {k: float((h.at[b, f"valid_top1_{k}"] - h.at[a, f"valid_top1_{k}"])
+                     / (minutes[b] - minutes[a])) for k in ("max", "min")}
+
+
+def bench_random_slope(bench: dict | None) -> float:
+    """Held-out FP32 top-1 points per minute of the median random subnet over the last FP32
+    epoch of the benchmark's chosen candidate (evolved space; NaN without one)."""
+    if not bench:
+        return float("nan")
+    c = pd.DataFrame(bench["curves"])
+    c = c[(c.candidate == bench["chosen"]) & (c.phase == "fp32")]
+    if len(c) < 2:
+        return float("nan")
+    a, b = c.iloc[-2], c.iloc[-1]
+    return float((b.valid_top1_random - a.valid_top1_random) / (b.minutes - a.minutes))
+
+
+def learning_table(ends: pd.DataFrame, history: pd.DataFrame, random_slope: float = np.nan,
+                   bar: dict = LEARNING_BAR, aims: dict = LEARNING_AIMS) -> pd.DataFrame:
+    """Per space, each part of the bar and of the aims: the measured INT8 top-1, what it
+    needs, whether it is met, and for one missed, the minutes the last curve segment implies
+    (an extrapolation: the slope of the last FP32 epoch of the max or min subnet, of the
+    random median ``random_slope`` from the recipe benchmark's curve, in points per minute)."""
+    rows = []
+    for label, g in ends.groupby("space", sort=False):
+        by = g.set_index("subnet").top1_int8
+        mx, mn = float(by["max"]), float(by["min"])
+        rnd = float(g[g.subnet.str.startswith("random")].top1_int8.median())
+        slope = last_slopes(history, label)
+        checks = [("max subnet", "bar", mx, bar["max"], slope["max"]),
+                  ("min subnet", "bar", mn, bar["min"], slope["min"]),
+                  ("random median", "bar", rnd, bar["random"], random_slope),
+                  ("random median", "bar", rnd, mn - bar["random_below_min"], np.nan),
+                  ("random median", "aim", rnd, aims["random"], random_slope),
+                  ("random median", "aim", rnd, mx - aims["random_below_max"], np.nan)]
+        for what, kind, value, need, rate in checks:
+            met = bool(value >= need)
+            rows.append({"space": label, "subnet": what, "kind": kind,
+                         "INT8 top-1": value, "needs": need, "met": "yes" if met else "no",
+                         "points per minute (last segment)": rate,
+                         "minutes more (extrapolation)":
+                             np.nan if met or not rate > 0 else (need - value) / rate})
     return pd.DataFrame(rows)
 
 
@@ -998,7 +1118,8 @@ def trained_record(plan_: SupernetPlan, paths: dict[str, list[Path]]) -> dict:
     out = {"init": plan_.init, "recipe": list(plan_.recipe), "shortcut": plan_.shortcut,
            "spaces": {}}
     for label, ps in paths.items():
-        last = {ph.precision: (path, ph.cfg.epochs) for ph, path in zip(plan_.phases, ps)}
+        last = {ph.precision: (path, ph.cfg.epochs)
+                for ph, path in zip(plan_.phases_of(label), ps)}
         out["spaces"][label] = {"encoding": plan_.spaces[label].encode(),
                                 **{p: {"checkpoint": last[p][0].name, "epochs": last[p][1]}
                                    for p in ("fp32", "lsq")}}

@@ -45,9 +45,13 @@ def images_per_s(space, plan_, phase, teacher) -> float:
     return phase.cfg.batch_size / sec
 
 
-def recipes(profile: str, runs: Path, minutes: float, names: list[str], out: Path) -> dict:
+def recipes(profile: str, runs: Path, minutes: float, names: list[str], out: Path,
+            keep: bool = False) -> dict:
     """Every candidate at ``minutes`` of FP32 training, its curves and the rule's pick,
-    written to ``out`` after each candidate (``complete`` false until the last)."""
+    written to ``out`` after each candidate (``complete`` false until the last). With
+    ``keep``, the candidates of the saved file that are not rerun stay in it (each size row
+    names the commit that trained it; the saved file must be of the same profile and
+    minutes)."""
     import os
 
 
@@ -73,8 +77,18 @@ def recipes(profile: str, runs: Path, minutes: float, names: list[str], out: Pat
     # the curves' held-out images: a class-balanced part of the split, so that twenty
     # evaluations per epoch (max, min, 8 random; FP32 and INT8) stay a small share of the time
     valid = balanced_loader(data.loaders["valid"], CURVE_IMAGES, base.seed)
-    rows, table_b, sizes = [], [], []
-    for name in names:
+    rows, table_b, sizes, kept = [], [], [], []
+    if keep and out.is_file():
+        prev = json.loads(out.read_text())
+        if (prev["profile"], prev["minutes"]) != (profile, minutes):
+            raise SystemExit(f"{out} holds {prev['profile']} at {prev['minutes']} minutes, not "
+                             f"{profile} at {minutes}: rerun every candidate")
+        kept = [n for n in prev["candidates"] if n not in names]
+        rows = [r for r in prev["curves"] if r["candidate"] in kept]
+        table_b = [r for r in prev["table_b"] if r["candidate"] in kept]
+        sizes = [{"commit": prev["commit"], **r} for r in prev["sizes"] if r["candidate"] in kept]
+    names = kept + names
+    for name in names[len(kept):]:
         overrides = chapter.CANDIDATES[name]
         cfg = config.chapter_config("supernet", profile=profile, **overrides)
         plan_ = chapter.plan(cfg)
@@ -101,7 +115,8 @@ def recipes(profile: str, runs: Path, minutes: float, names: list[str], out: Pat
             plan_.dropout, progress=True)
         h = h.assign(candidate=name, minutes=h.seconds.cumsum() / 60)
         rows += h.to_dict("records")
-        sizes.append({"candidate": name, **{f"images_per_s_{k}": v for k, v in ips.items()},
+        sizes.append({"candidate": name, "commit": commit,
+                      **{f"images_per_s_{k}": v for k, v in ips.items()},
                       **{f"epochs_{k}": v for k, v in epochs.items()},
                       "wall_minutes": (time.perf_counter() - t0) / 60})
         if name in ("paper's shortcut", "sandwich"):
@@ -157,14 +172,16 @@ def main() -> int:
         (("--candidates",), {"default": "", "help": "comma-separated candidate names "
                              "(default: all of chapters.supernet.CANDIDATES)"}),
         (("--out",), {"default": "", "help": "where to write the curves (default: the file the "
-                      "chapter reads)"}))
+                      "chapter reads)"}),
+        (("--keep",), {"action": "store_true", "help": "keep the saved file's candidates that "
+                       "are not rerun (same profile and minutes)"}))
     ok = True
     for profile in profiles:
         if args.recipes:
             from spaceevo_lib.chapters import supernet as chapter
             names = [n for n in args.candidates.split(",") if n] or list(chapter.CANDIDATES)
             out = Path(args.out or chapter.RECIPE_BENCH)
-            result = recipes(profile, runs, args.minutes, names, out)
+            result = recipes(profile, runs, args.minutes, names, out, args.keep)
             print(f"chosen recipe: {result['chosen']} -> {out}")
             continue
         ok &= time_from_scratch("supernet", profile, runs, NEEDS, TARGET_S[profile])
