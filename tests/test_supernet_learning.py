@@ -257,7 +257,11 @@ def test_the_page_says_whether_the_run_trains_the_benchmarks_pick():
 def test_equal_minutes_size_each_phase_by_its_throughput():
     assert chapter.equal_minutes_epochs(10, {"sandwich": 50.0}, 7500) == {"sandwich": 4}
     two = chapter.equal_minutes_epochs(10, {"max": 100.0, "sandwich": 50.0}, 7500)
-    assert two == {"max": 3, "sandwich": 2}  # 40 % of the minutes at twice the speed
+    assert two == {"max": 4, "sandwich": 2}  # 10 minutes, half of them on the max subnet
+    # a max epoch of 2.16 and a sandwich epoch of 3.53 minutes (this host's evolved space):
+    # rounding each phase alone gives 1 + 1 epochs (5.7 minutes for 8), the pair 2 + 1 (7.85)
+    host = chapter.equal_minutes_epochs(8, {"max": 65.3, "sandwich": 40.0}, 8469)
+    assert host == {"max": 2, "sandwich": 1}
     assert chapter.equal_minutes_epochs(0.1, {"sandwich": 1.0}, 7500) == {"sandwich": 1}
 
 

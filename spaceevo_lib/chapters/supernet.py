@@ -443,11 +443,21 @@ def equal_minutes_epochs(minutes: float, images_per_s: dict[str, float], train_i
                          max_share: float = MAX_FIRST_SHARE) -> dict[str, int]:
     """Epochs of each FP32 phase of a candidate so that its FP32 training takes about
     ``minutes`` on this host: {"sandwich": n} or, with a max phase, {"max": a, "sandwich":
-    b} (``max_share`` of the minutes on the max subnet alone). At least one epoch each."""
-    share = {"max": max_share, "sandwich": 1 - max_share} if "max" in images_per_s \
-        else {"sandwich": 1.0}
-    return {k: max(1, round(minutes * 60 * f * images_per_s[k] / train_images))
-            for k, f in share.items()}
+    b}, about ``max_share`` of the minutes on the max subnet alone. At one or two epochs a
+    phase, rounding each phase alone can miss the minutes by a third, so the pair is the one
+    whose total minutes and max share are nearest (relative miss plus share miss). At least
+    one epoch each."""
+    per_epoch = {k: train_images / v / 60 for k, v in images_per_s.items()}  # minutes
+    if "max" not in per_epoch:
+        return {"sandwich": max(1, round(minutes / per_epoch["sandwich"]))}
+    top = {k: max(1, int(np.ceil(2 * minutes / m))) for k, m in per_epoch.items()}
+
+    def miss(a: int, b: int) -> float:
+        total = a * per_epoch["max"] + b * per_epoch["sandwich"]
+        return abs(total - minutes) / minutes + abs(a * per_epoch["max"] / total - max_share)
+    a, b = min(((a, b) for a in range(1, top["max"] + 1)
+                for b in range(1, top["sandwich"] + 1)), key=lambda ab: miss(*ab))
+    return {"max": a, "sandwich": b}
 
 
 def curve_evaluator(recal: torch.Tensor, subnets, quant_images: torch.Tensor):
