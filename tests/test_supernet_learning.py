@@ -286,7 +286,7 @@ def test_each_space_gets_the_same_fp32_minutes_not_the_same_epochs(tmp_path):
     assert chapter.size_phases(plan_, speed, 0, 7500) is plan_
     sized = chapter.size_phases(plan_, speed, 10, 7500)
     fast, slow = sized.phases_of("evolved-ort-vnni"), sized.phases_of("mbv3-style")
-    assert [p.cfg.epochs for p in fast] == [3, 2, 1] and [p.cfg.epochs for p in slow] == [2, 1, 1]
+    assert [p.cfg.epochs for p in fast] == [4, 2, 1] and [p.cfg.epochs for p in slow] == [2, 1, 1]
     assert fast[1].cfg.warmup_epochs == pytest.approx(0.1)  # 5 % of the sandwich's epochs
     assert fast[2] == phases[2] and slow[2] == phases[2]
     table = chapter.phases_table(sized)
