@@ -30,6 +30,7 @@ from ..blockkd.students import parse_arch
 from ..blockkd.tables import priced_devices
 from ..data.paper import paper_reference
 from ..data.reference import read_lut_csv
+from ..host import cpu_info
 from ..latency.protocol import Protocol
 from ..nn.bn import recalibrate_bn
 from ..nn.subnet import build_subnet
@@ -373,7 +374,6 @@ def speeds(plan_: SupernetPlan, run, steps: int = 4, seed: int = 0,
            teacher: torch.nn.Module | None = None) -> pd.DataFrame:
     """:func:`throughput_table`, measured once per host and setting and kept in the run: a
     rerun sizes the same epochs (so it resumes its checkpoints) instead of measuring anew."""
-    from ..host import cpu_info
     cfg = plan_.fp32
     key = {"cpu": cpu_info()["cpu_model"], "spaces": {k: v.encode()
                                                        for k, v in plan_.spaces.items()},
