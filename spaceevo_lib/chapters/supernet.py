@@ -486,7 +486,8 @@ def recipe_bench() -> dict | None:
 
 def recipe_bench_table(bench: dict) -> pd.DataFrame:
     """Per candidate of the saved benchmark: the commit it ran, its FP32 epochs and images per
-    second, minutes, and the held-out INT8 top-1 of max, min and median random subnet after its LSQ+ phase
+    second, minutes, and the held-out INT8 top-1 of max, min and median random subnet after
+    its LSQ+ phase
     (the numbers the rule picks on), with the pick marked."""
     curves, sizes = pd.DataFrame(bench["curves"]), pd.DataFrame(bench["sizes"])
     final = curves.groupby("candidate", sort=False).tail(1).set_index("candidate")
