@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -375,6 +376,21 @@ def test_weight_sharing_takes_subnets_inside_the_window_and_across_the_range():
     assert picks.int8_ms.min() == 1 and picks.int8_ms.max() == 3
     none = chapter.ws_picks(pool, {"low": 0, "high": 0, "common": False}, 12, 6)
     assert len(none) == 12 and not none.in_window.any()
+    # the in-window picks come from Figure 1's evaluated subnets when they are enough, and
+    # those keep Figure 1's scores (only the others are evaluated)
+    seen = pool[(pool.int8_ms >= 1.5) & (pool.int8_ms <= 2.0)].iloc[::2].assign(
+        top1_int8=50.0, eval_seconds=1.0)
+    picks = chapter.ws_picks(pool, {"low": 1.5, "high": 2.0, "common": True}, 12, 3,
+                             prefer=seen)
+    assert set(picks[picks.in_window].subnet) <= set(seen.subnet)
+    asked = []
+    fake = lambda lsq, picked, data, n: asked.append(list(picked.subnet)) or picked.assign(  # noqa
+        top1_int8=20.0, eval_seconds=2.0)
+    with mock.patch.object(chapter, "evaluate_pool", fake):
+        scored = chapter.reuse_evaluations(None, picks, seen, None, 0)
+    assert list(scored.subnet) == list(picks.subnet)
+    assert set(asked[0]) == set(picks.subnet) - set(seen.subnet)
+    assert (scored.top1_int8 == np.where(scored.subnet.isin(seen.subnet), 50.0, 20.0)).all()
 
 
 def test_figure_1_pools_are_drawn_at_the_resolutions_the_sandwich_trains(tmp_path):

@@ -193,8 +193,9 @@ def plan(cfg, root: Path | None = None) -> SupernetPlan:
     chapter's run at the same profile)."""
     features = recipe_features(cfg.recipe)
     standalone = TrainConfig(epochs=cfg.standalone_epochs, lr=cfg.standalone_lr,
-                             warmup_epochs=min(1.0, 0.3 * cfg.standalone_epochs),
-                             train_images=cfg.standalone_images, batch_size=cfg.batch_size,
+                             warmup_epochs=min(1.0, 0.1 * cfg.standalone_epochs),
+                             train_images=cfg.standalone_images,
+                             batch_size=cfg.standalone_batch_size,
                              weight_decay=cfg.weight_decay, valid_size=cfg.valid_size,
                              seed=cfg.seed, channels_last=cfg.channels_last)
     return SupernetPlan(spaces=spaces_of(cfg.spaces.split(","), cfg.profile, root),
@@ -816,6 +817,11 @@ def table_subnets(space: SpaceChoice, tables_folder: Path, n: int, seed: int,
     res = tuple(sorted(common if resolutions is None else set(resolutions) & common))
     if not res:
         raise MissingResultError(f"the own tables of {space.encode()} share no resolution")
+    # per (stage, resolution): the rows' parsed blocks and NSR, in table order (pandas
+    # indexing per draw cost 2 ms a subnet; a pool is drawn in seconds this way)
+    rows_at = {(i, r): list(zip(map(parse_arch, at.arch), at.nsr.astype(float)))
+               for i, f in frames.items() for r in res
+               for at in [f[f.resolution == r]]}
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
@@ -823,11 +829,11 @@ def table_subnets(space: SpaceChoice, tables_folder: Path, n: int, seed: int,
         base = sample_subnet(hs, space, rng, resolutions=(r,))
         blocks = dict(base.stage_blocks())
         nsr = 0.0
-        for i, f in frames.items():
-            at_r = f[f.resolution == r]
-            row = at_r.iloc[int(rng.integers(len(at_r)))]
-            blocks[f"stage{i}"] = parse_arch(row.arch)
-            nsr += float(row.nsr)
+        for i in frames:
+            at_r = rows_at[(i, r)]
+            arch, row_nsr = at_r[int(rng.integers(len(at_r)))]
+            blocks[f"stage{i}"] = arch
+            nsr += row_nsr
         flat = [blk for stage in blocks.values() for blk in stage]
         sub = Subnet(tuple(len(v) for v in blocks.values()), tuple(k for k, _, _ in flat),
                      tuple(w for _, w, _ in flat), tuple(e for _, _, e in flat), r)
@@ -841,14 +847,15 @@ def latency_window(latencies: dict[str, np.ndarray], delta: float) -> dict:
     among the sampled latencies to maximise the smaller of the spaces' shares inside it
     (ties: the smaller c). Returns {"low", "high", "shares": {label: share}, "common"}, where
     ``common`` is False when no window holds subnets of every space."""
-    best = None
-    for c in np.unique(np.concatenate(list(latencies.values()))):
-        lo = c * (1 - delta)
-        shares = {k: float(np.mean((v >= lo) & (v <= c))) for k, v in latencies.items()}
-        score = min(shares.values())
-        if best is None or score > best[0]:
-            best = (score, float(lo), float(c), shares)
-    return {"low": best[1], "high": best[2], "shares": best[3], "common": best[0] > 0}
+    cs = np.unique(np.concatenate(list(latencies.values())))
+    lows = cs * (1 - delta)
+    counts = {k: np.searchsorted(np.sort(v), cs, side="right") -
+              np.searchsorted(np.sort(v), lows, side="left") for k, v in latencies.items()}
+    score = np.min([counts[k] / len(v) for k, v in latencies.items()], axis=0)
+    best = int(np.argmax(score))  # (the first of equal scores: the smaller c)
+    shares = {k: float(counts[k][best] / len(v)) for k, v in latencies.items()}
+    return {"low": float(lows[best]), "high": float(cs[best]), "shares": shares,
+            "common": bool(score[best] > 0)}
 
 
 def device_predictor(profile: str):
@@ -894,6 +901,17 @@ def evaluate_pool(lsq: Supernet, picked: pd.DataFrame, data: TrainingData,
     ev = evaluate_subnets(lsq, list(picked.subnet), recal_images(data, recal_n),
                           data.loaders["test"])
     return picked.assign(top1_int8=ev.top1.to_numpy(), eval_seconds=ev.seconds.to_numpy())
+
+
+def reuse_evaluations(lsq: Supernet, picked: pd.DataFrame, evaluated: pd.DataFrame,
+                      data: TrainingData, recal_n: int) -> pd.DataFrame:
+    """:func:`evaluate_pool` for the picked subnets that ``evaluated`` (same supernet, test
+    images and BN count) has not scored yet; the others keep its scores."""
+    known = evaluated.set_index("subnet")[["top1_int8", "eval_seconds"]]
+    new = evaluate_pool(lsq, picked[~picked.subnet.isin(known.index)], data, recal_n)
+    old = picked[picked.subnet.isin(known.index)].join(known, on="subnet")
+    out = pd.concat([old, new]).set_index("subnet").loc[picked.subnet].reset_index()
+    return out[list(picked.columns) + ["top1_int8", "eval_seconds"]]
 
 
 def bootstrap_median_difference(a, b, seed: int = 0, n: int = BOOTSTRAP,
@@ -1292,12 +1310,16 @@ def verdict_table(verdict: dict) -> pd.DataFrame:
     return pd.DataFrame([verdict])
 
 
-def ws_picks(pool: pd.DataFrame, window: dict, n: int, n_window: int) -> pd.DataFrame:
+def ws_picks(pool: pd.DataFrame, window: dict, n: int, n_window: int,
+             prefer: pd.DataFrame | None = None) -> pd.DataFrame:
     """``n`` subnets of a pool for the weight-sharing check: ``n_window`` spread over the
-    latency window (when the spaces share one), the rest spread over the whole pool's
+    latency window (when the spaces share one; drawn among ``prefer``'s subnets, e.g. those
+    Figure 1 has evaluated, when they are enough), the rest spread over the whole pool's
     latency range; column ``in_window``."""
     inside = (pool.int8_ms >= window["low"]) & (pool.int8_ms <= window["high"]) \
         if window["common"] else pd.Series(False, index=pool.index)
+    if prefer is not None and (inside & pool.subnet.isin(prefer.subnet)).sum() >= n_window:
+        inside &= pool.subnet.isin(prefer.subnet)
     a = spread(pool[inside], min(n_window, int(inside.sum()))) if inside.any() else pool[:0]
     rest = pool[~pool.subnet.isin(a.subnet)]
     b = spread(rest, n - len(a))
@@ -1314,8 +1336,10 @@ def weight_sharing(cfg, plan_: SupernetPlan, nets: dict, fig1: dict, data: Train
     inherited INT8 top-1 against the same architecture trained alone; Kendall tau with its
     interval over all of them and over those in the window; a verdict only where both sides
     learned (median top-1 at least the reference file's bar)."""
-    picked = ws_picks(fig1["pools"][label], fig1["window"], cfg.ws_subnets, cfg.ws_in_window)
-    inherited = evaluate_pool(nets[label][1], picked, data, recal_n)
+    picked = ws_picks(fig1["pools"][label], fig1["window"], cfg.ws_subnets, cfg.ws_in_window,
+                      prefer=fig1["evaluated"][label])
+    inherited = reuse_evaluations(nets[label][1], picked, fig1["evaluated"][label], data,
+                                  recal_n)
     table = standalone_table(plan_.spaces[label], inherited, plan_.standalone, run,
                              cfg.test_images, cfg.dataset)
     both = kendall_with_interval(table.top1_int8, table.standalone_top1, cfg.seed)
