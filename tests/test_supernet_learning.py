@@ -441,3 +441,44 @@ def test_the_memory_layout_is_not_part_of_a_phase_key(tmp_path):
     nchw = tuple(replace(p, cfg=replace(p.cfg, channels_last=False)) for p in _phases())
     assert phase_checkpoints(tmp_path, "s", nhwc, "k") == phase_checkpoints(tmp_path, "s", nchw,
                                                                             "k")
+
+
+def test_the_ends_table_pays_fp32_for_the_max_and_min_only():
+    """FP32 test top-1 is measured for the ends; the middle's FP32-against-INT8 gap is the
+    diagnosis's table (d), so the random subnets are evaluated once (INT8), and neither the
+    summary nor the records show an FP32 median of NaNs."""
+    sub = SimpleNamespace(encode=lambda: "s")
+    net = SimpleNamespace(sample_max=lambda: sub, sample_min=lambda: sub, space=None)
+    calls = []
+    acc = lambda n, s, r, loader: calls.append(n) or {"top1": 40.0 if n is net else 30.0}  # noqa
+    data = SimpleNamespace(loaders={"test": None})
+    with mock.patch.object(chapter, "subnet_accuracy", acc), \
+            mock.patch.object(chapter, "recal_images", lambda d, n: None), \
+            mock.patch.object(chapter, "random_subnets", lambda sp, n, seed, r: [sub] * n):
+        lsq = SimpleNamespace()
+        ends = chapter.ends_table({"a": (net, lsq)}, data, 0, 3, 0, 32)
+    assert len(calls) == 2 * 2 + 3  # max and min twice, each random once
+    assert ends[ends.subnet.str.startswith("random")].top1_fp32.isna().all()
+    summary = chapter.ends_summary(ends)
+    assert "random median fp32" not in summary and summary["random median int8"][0] == 30.0
+    space = SimpleNamespace(encode=lambda: "enc")
+    names = [r["name"] for r in chapter.summary_records(
+        {"a": space}, ends, {"evaluated": {}, "window": {"common": False},
+                             "verdict": {"verdict": "x"}}, pd.DataFrame(columns=["space", "tau"]),
+        {"all": {"n": 0, "tau": np.nan}, "window": {"n": 0, "tau": np.nan}, "verdict": "x"},
+        pd.DataFrame(), {"verdict": "x"}, 1.0, 256)]
+    assert "median_top1_int8/supernet/a/random" in names
+    assert "median_top1_fp32/supernet/a/random" not in names
+
+
+def test_the_diagnosis_evaluates_on_class_balanced_held_out_images():
+    y = np.repeat(np.arange(4), 25)  # a held-out split sorted by class
+    ds = TensorDataset(torch.zeros(len(y), 1), torch.as_tensor(y))
+    ds.y = y  # (how the study's image datasets expose their labels)
+    data = SimpleNamespace(loaders={"valid": DataLoader(ds, batch_size=8), "test": "t"})
+    data = chapter.TrainingData(data.loaders, None, None, None, None, 4)
+    diag = chapter.diagnosis_data(data, 20, seed=0)
+    labels = [int(b[1]) for b in diag.loaders["valid"].dataset]
+    assert len(labels) == 20 and np.bincount(labels).tolist() == [5, 5, 5, 5]
+    assert diag.loaders["test"] == "t" and data.loaders["valid"].dataset is ds
+    assert chapter.diagnosis_data(data, 0, seed=0) is data
