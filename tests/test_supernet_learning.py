@@ -337,7 +337,7 @@ def test_no_verdict_on_subnets_that_have_not_learned():
     low, high = rng.normal(15, 1, 30), rng.normal(20, 1, 30)  # below the 25 % bar
     v = chapter.fig1_verdict(high, low)
     assert v["verdict"].startswith("not tested at this budget")
-    assert "hand-designed 14.9 %" in v["verdict"]
+    assert "hand-designed (INT8) 14.9 %" in v["verdict"]
     assert chapter.fig1_verdict(high + 20, low + 20)["verdict"] == "holds"
     qfa = pd.DataFrame({"top1_int8_ort_lsq_qdq": [20.0] * 4, "top1_int8_fakequant": [20.0] * 4,
                         "top1_fp32": [20.2] * 4, "top1_int8_ort_ptq": [18.0] * 4})

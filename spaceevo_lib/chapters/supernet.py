@@ -95,7 +95,7 @@ def learned(medians: dict[str, float], bar: float | None = None) -> tuple[bool, 
     if not low:
         return True, ""
     shown = ", ".join(f"{k} {v:.1f} %" for k, v in low.items())
-    return False, f"{NOT_TESTED}: median INT8 top-1 {shown} below {bar:g} %"
+    return False, f"{NOT_TESTED}: median top-1 {shown} below {bar:g} %"
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -949,8 +949,8 @@ def fig1_verdict(evolved, other, seed: int = 0, bar: float | None = None) -> dic
                 "ci_high": float("nan"),
                 "verdict": "undecided: the spaces share no latency window"}
     diff, lo, hi = bootstrap_median_difference(evolved, other, seed)
-    ok, why = learned({"evolved": float(np.median(evolved)),
-                       "hand-designed": float(np.median(other))}, bar)
+    ok, why = learned({"evolved (INT8)": float(np.median(evolved)),
+                       "hand-designed (INT8)": float(np.median(other))}, bar)
     verdict = (why if not ok else "holds" if lo > 0 else "fails" if hi < 0
                else "undecided at this budget")
     return {"median_difference": diff, "ci_low": lo, "ci_high": hi, "verdict": verdict}
@@ -988,8 +988,8 @@ def proxy_table(evaluated: dict[str, pd.DataFrame], bar: float | None = None) ->
     only where the subnets' median INT8 top-1 reaches the bar (else the tau ranks noise)."""
     rows = []
     for label, df in evaluated.items():
-        ok, why = learned({label: float(df.top1_int8.median())} if len(df) else
-                          {label: float("nan")}, bar)
+        ok, why = learned({f"{label} (INT8)": float(df.top1_int8.median()) if len(df) else
+                           float("nan")}, bar)
         rows.append({"space": label, **kendall_with_interval(-df.nsr_sum, df.top1_int8),
                      "median top-1 INT8": float(df.top1_int8.median()) if len(df) else
                      float("nan"), "tested": ok, "why not": why})
@@ -1082,7 +1082,7 @@ def qfa_verdict(table: pd.DataFrame, thresholds: dict = THRESHOLDS,
     drop_b = float((table.top1_fp32 - table.top1_int8_ort_ptq).median())
     holds = file_gap <= thresholds["qfa_file_points"] and \
         drop_a <= thresholds["qfa_int8_drop_points"]
-    ok, why = learned({"QFA subnets": float(table.top1_int8_fakequant.median())}, bar)
+    ok, why = learned({"QFA subnets (INT8)": float(table.top1_int8_fakequant.median())}, bar)
     return {"file_vs_fakequant_points": file_gap, "int8_drop_points_learned": drop_a,
             "int8_drop_points_ptq": drop_b, "ptq_loses_more": drop_b > drop_a,
             "verdict": why if not ok else "holds" if holds else "does not hold"}
@@ -1360,8 +1360,8 @@ def weight_sharing(cfg, plan_: SupernetPlan, nets: dict, fig1: dict, data: Train
     both = kendall_with_interval(table.top1_int8, table.standalone_top1, cfg.seed)
     win = table[table.in_window]
     inside = kendall_with_interval(win.top1_int8, win.standalone_top1, cfg.seed)
-    ok, why = learned({"inherited": float(table.top1_int8.median()),
-                       "stand-alone": float(table.standalone_top1.median())})
+    ok, why = learned({"inherited (INT8)": float(table.top1_int8.median()),
+                       "stand-alone (FP32)": float(table.standalone_top1.median())})
     verdict = why if not ok else ("ranks agree" if both["ci_low"] > 0 else
                                   "no agreement shown" if not np.isnan(both["tau"])
                                   else "undefined (ties)")
