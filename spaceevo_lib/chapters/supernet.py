@@ -862,8 +862,9 @@ def latency_window(latencies: dict[str, np.ndarray], delta: float) -> dict:
     ``common`` is False when no window holds subnets of every space."""
     cs = np.unique(np.concatenate(list(latencies.values())))
     lows = cs * (1 - delta)
-    counts = {k: np.searchsorted(np.sort(v), cs, side="right") -
-              np.searchsorted(np.sort(v), lows, side="left") for k, v in latencies.items()}
+    ordered = {k: np.sort(v) for k, v in latencies.items()}
+    counts = {k: np.searchsorted(v, cs, side="right") - np.searchsorted(v, lows, side="left")
+              for k, v in ordered.items()}
     score = np.min([counts[k] / len(v) for k, v in latencies.items()], axis=0)
     best = int(np.argmax(score))  # (the first of equal scores: the smaller c)
     shares = {k: float(counts[k][best] / len(v)) for k, v in latencies.items()}
