@@ -1421,9 +1421,12 @@ def glue_values(cfg, plan_: SupernetPlan, fig1: dict, ws: dict, qfa_v: dict,
     """The settings and numbers the chapter's text cites, from this run."""
     mins = minutes_table(history)
     fp32_min = mins[mins.phase != "lsq"].minutes.sum()
+    sandwich_lr = cfg.lr * (cfg.elastic_lr_scale if "max-first" in plan_.recipe else 1.0)
     return {"sn_init": plan_.init, "sn_recipe": " + ".join(plan_.recipe),
             "sn_shortcut": plan_.shortcut,
             "sn_fp32_minutes": f"{fp32_min / max(1, len(plan_.spaces)):.1f}",
+            "sn_lr": f"{cfg.lr:g}",
+            "sn_sandwich_lr": f"{sandwich_lr:g}",
             "sn_lsq_epochs": str(cfg.lsq_epochs),
             "sn_lsq_images": f"{cfg.lsq_train_images:,}" if cfg.lsq_train_images else "all",
             "sn_recal": str(recal_n), "sn_n_random": str(cfg.n_random),
