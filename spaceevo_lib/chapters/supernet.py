@@ -1421,7 +1421,7 @@ def glue_values(cfg, plan_: SupernetPlan, fig1: dict, ws: dict, qfa_v: dict,
     """The settings and numbers the chapter's text cites, from this run."""
     mins = minutes_table(history)
     fp32_min = mins[mins.phase != "lsq"].minutes.sum()
-    sandwich_lr = cfg.lr * (cfg.elastic_lr_scale if "max-first" in plan_.recipe else 1.0)
+    sandwich_lr = next(p.cfg.lr for p in plan_.phases if p.kind == "sandwich")
     return {"sn_init": plan_.init, "sn_recipe": " + ".join(plan_.recipe),
             "sn_shortcut": plan_.shortcut,
             "sn_fp32_minutes": f"{fp32_min / max(1, len(plan_.spaces)):.1f}",
