@@ -182,7 +182,8 @@ def test_the_fast_evaluation_fake_quant_equals_the_exported_op_bit_for_bit():
         s = float(torch.tensor(s, dtype=torch.float32))
         zp = int(torch.randint(0, 256, (), generator=g))
         ties = (torch.randint(-300, 300, (4096,), generator=g).float() + 0.5 - zp) * s
-        x = torch.cat([torch.randn(1 << 16, generator=g) * 4, ties])
+        huge = torch.tensor([1e9, -1e9, 3e7, -3e7, 2.0 ** 24, -(2.0 ** 24)]) * s
+        x = torch.cat([torch.randn(1 << 16, generator=g) * 4, ties, huge])
         op = torch.fake_quantize_per_tensor_affine(x, torch.tensor(s), torch.tensor(
             zp, dtype=torch.int32), 0, 255)
         assert torch.equal(fake_quantize_values(x, s, zp, 0, 255), op)

@@ -384,19 +384,26 @@ def speeds(plan_: SupernetPlan, run, steps: int = 4, seed: int = 0,
     return run.cached("throughput", lambda: throughput_table(plan_, steps, seed, teacher), key)
 
 
+#: Share of a max-first candidate's minutes spent on the max subnet alone (the recipe
+#: benchmark's; the chapter's ``max_share`` parameter sets its own).
+MAX_FIRST_SHARE = 0.4
+
+
 def size_phases(plan_: SupernetPlan, speed: pd.DataFrame, minutes: float,
-                train_images: int) -> SupernetPlan:
+                train_images: int, max_share: float = MAX_FIRST_SHARE) -> SupernetPlan:
     """The plan with each space's FP32 epochs sized so that its FP32 phases take about
-    ``minutes`` on this host (``speed``: :func:`throughput_table`), the way the recipe
-    benchmark sized its candidates: Figure 1's spaces get the same minutes, not the same
-    epochs. ``minutes`` 0 keeps the profile's epochs for every space."""
+    ``minutes`` on this host (``speed``: :func:`throughput_table`), about ``max_share`` of
+    them on the max subnet alone, the way the recipe benchmark sized its candidates:
+    Figure 1's spaces get the same minutes, not the same epochs. ``minutes`` 0 keeps the
+    profile's epochs for every space."""
     if minutes <= 0:
         return plan_
     out = {}
     for label in plan_.spaces:
         ips = speed[speed.space == label].set_index("phase").images_per_s
         kinds = [p.kind for p in plan_.phases if p.kind != "lsq"]
-        epochs = equal_minutes_epochs(minutes, {k: float(ips[k]) for k in kinds}, train_images)
+        epochs = equal_minutes_epochs(minutes, {k: float(ips[k]) for k in kinds}, train_images,
+                                      max_share)
         out[label] = tuple(
             p if p.kind == "lsq" else dataclasses.replace(p, cfg=dataclasses.replace(
                 p.cfg, epochs=epochs[p.kind],
@@ -419,8 +426,6 @@ CANDIDATES = {
     "block-wise start": {"recipe": "sandwich", "init": "blockkd"},
     "block-wise start + max-first": {"recipe": "sandwich,max-first", "init": "blockkd"},
 }
-#: Share of a max-first candidate's minutes spent on the max subnet alone.
-MAX_FIRST_SHARE = 0.4
 #: The rule that picks the recipe, fixed before the curves (tested on made-up curves).
 RECIPE_RULE = ("the candidate whose fixed random subnets have the highest median INT8 top-1 "
                "after its LSQ+ phase, all FP32 phases given the same minutes; within "

@@ -8,8 +8,11 @@ INT8 fake-quant top-1 (no per-subnet fine-tuning or quantization: "quantized-for
 
 The evaluation runs on the subnet's **extracted static network** (:func:`subnet_network`):
 the same weights, and on the LSQ+ supernet the same per-tensor input and weight quantizers,
-without the elastic layers' slicing on every call, so a search pays less per candidate; the
-elastic forward (:func:`elastic_subnet_accuracy`) gives the same top-1 (tested).
+without the elastic layers' slicing on every call, and after BN re-estimation with BN folded
+into the convolutions in channels-last layout (:func:`inference_form`), so a search pays less
+per candidate; the elastic forward (:func:`elastic_subnet_accuracy`) gives the same top-1 up
+to float rounding (tested; the chapter's diagnosis measures the difference on trained
+supernets).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn.bn import recalibrate_bn
 from ..space.encoding import Subnet, as_subnet
@@ -40,17 +44,56 @@ def recalibration_batches(images: torch.Tensor, batch: int = RECAL_BATCH) -> lis
 
 class Resized(nn.Module):
     """A static subnet that takes the loader's images and resizes them to its resolution as
-    the supernet does (bicubic; an input of that size passes untouched)."""
+    the supernet does (bicubic; an input of that size passes untouched); ``channels_last``:
+    the images are handed on in that layout (the model's own, :func:`inference_form`)."""
 
-    def __init__(self, model: nn.Module, resolution: int):
+    def __init__(self, model: nn.Module, resolution: int, channels_last: bool = False):
         super().__init__()
         self.model, self.resolution = model, int(resolution)
+        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W)
         r = self.resolution
         if tuple(x.shape[-2:]) != (r, r):
             x = F.interpolate(x, size=(r, r), mode="bicubic", align_corners=False)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
+
+
+def fold_bn(module: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm into the convolution just before it in the same
+    container (behind its input quantizer on an INT8 subnet: the weight is already on the
+    int8 grid, so the fold scales the grid, it does not re-quantize), the BN replaced by
+    an identity; returns how many were folded. The outputs are those of conv then BN up to
+    float rounding (which an INT8 subnet's next quantizer may round the other way)."""
+    folded = 0
+    children = list(module.named_children())
+    for (prev_name, prev), (name, child) in zip([("", None)] + children[:-1], children):
+        if isinstance(child, nn.BatchNorm2d) and not child.training:
+            holder = prev if isinstance(prev, QuantizedInput) else None
+            conv = holder.layer if holder is not None else prev
+            if isinstance(conv, nn.Conv2d) and conv.out_channels == child.num_features:
+                fused = fuse_conv_bn_eval(conv, child)
+                if holder is not None:
+                    holder.layer = fused
+                else:
+                    setattr(module, prev_name, fused)
+                setattr(module, name, nn.Identity())
+                folded += 1
+                continue
+        folded += fold_bn(child)
+    return folded
+
+
+def inference_form(net: "Resized") -> "Resized":
+    """``net`` (in eval mode, BN statistics final) with BN folded into its convolutions and
+    in channels-last layout: on 2 cores 20-40 % faster per evaluated image than conv + BN in
+    NCHW (measured on the default supernets' subnets), same top-1 up to float rounding
+    (tested against the elastic forward)."""
+    fold_bn(net.model)
+    net.channels_last = True
+    return net.to(memory_format=torch.channels_last)
 
 
 class QuantizedInput(nn.Module):
@@ -73,10 +116,11 @@ def is_quantized(supernet: nn.Module) -> bool:
 
 @torch.no_grad()
 def subnet_network(supernet: Supernet, subnet: Subnet | str,
-                   recal_images: torch.Tensor | None) -> Resized:
+                   recal_images: torch.Tensor | None, fast: bool = True) -> Resized:
     """``subnet``'s static network with the supernet's weights (on the LSQ+ supernet: behind
     its per-tensor quantizers), BN statistics re-estimated on ``recal_images`` (None: the
-    supernet's running statistics), in eval mode, taking the loader's images."""
+    supernet's running statistics), in eval mode, taking the loader's images; ``fast``: then
+    in :func:`inference_form` (BN folded, channels-last), for evaluation only."""
     static = supernet.extract_subnet(subnet)
     if is_quantized(supernet):
         supernet.set_active_subnet(subnet)  # (paired_ops pairs the active subnet's layers)
@@ -92,7 +136,7 @@ def subnet_network(supernet: Supernet, subnet: Subnet | str,
     net = Resized(static, static.resolution).eval()
     if recal_images is not None:
         recalibrate_bn(net, recalibration_batches(recal_images))
-    return net
+    return inference_form(net) if fast else net
 
 
 @torch.no_grad()
