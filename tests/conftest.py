@@ -45,6 +45,20 @@ LONG_LIVED = ("multiprocessing.resource_tracker",)
 
 def pytest_configure(config):
     os.environ.setdefault(SESSION_MARK, f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and not os.environ[SESSION_MARK].endswith(f"-{worker}"):
+        # under pytest-xdist each worker guards only what its own tests started: the other
+        # worker's processes are not this test's leftovers
+        os.environ[SESSION_MARK] += f"-{worker}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Every test that reads the smoke book is one xdist group (``--dist loadgroup``), so the
+    book is built once, on one worker, while the other runs the rest of the suite."""
+    for item in items:
+        if "smoke_book" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke_book"))
 
 
 def suite_processes() -> dict[int, str]:
@@ -107,9 +121,10 @@ def no_process_left_behind():
                     pytrace=False)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
-    """After every test (session-scoped fixtures torn down too), nothing the suite started may
-    still run."""
+    """After every test (session-scoped fixtures torn down too, and under pytest-xdist the
+    workers shut down), nothing the suite started may still run."""
     left = leftover_processes(set())
     if left:
         for pid in left:

@@ -31,7 +31,7 @@ from ..search.subnets import (FitnessCache, NoValidSubnetError, SubnetSearchConf
 from ..space import SpaceChoice, Subnet, max_subnet, min_subnet
 from ..store import MissingResultError, record
 from ..supernet.deploy import subnet_files
-from ..supernet.evaluation import subnet_accuracy
+from ..supernet.evaluation import EVALUATION_FORM, subnet_accuracy
 from ..train.config import TrainConfig
 from ..train.data import TrainingData, balanced_loader, load_training_data
 from ..train.networks import build_network
@@ -324,7 +324,8 @@ def fitness_cache(run, label: str, lsq, digest: str, data: TrainingData, split: 
         return subnet_accuracy(lsq, sub, recal, loader)["top1"]
 
     key = {"lsq_checkpoint_sha256": digest, "fitness_images": n,
-           "fitness_set": "class-balanced", "recal_images": int(len(recal)), **split}
+           "fitness_set": "class-balanced", "recal_images": int(len(recal)),
+           "evaluation": EVALUATION_FORM, **split}
     return FitnessCache(run.path / f"fitness-{label}.json", key, fitness)
 
 

@@ -32,6 +32,10 @@ from ..space.encoding import Subnet, as_subnet
 from ..train.engine import evaluate
 from .network import Supernet
 
+#: What an evaluation computes, for the keys of cached scores: a change of it (the same top-1
+#: only up to float rounding) must not reuse scores the earlier form computed.
+EVALUATION_FORM = "static subnet, BN re-estimated, then folded, channels-last"
+
 #: Images per forward pass when re-estimating BN statistics (64: at 32 px on 2 cores 1.3-2x
 #: faster than 256, as for evaluation, :data:`spaceevo_lib.train.data.EVAL_BATCH`).
 RECAL_BATCH = 64
