@@ -11,7 +11,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Two pytest workers: the smoke book (every test that reads it, one group on one worker) runs
-# beside the rest of the suite, which used to wait for it (XDIST= runs them one after another).
+# beside the rest of the suite, which used to wait for it (XDIST= runs them one after another;
+# the grouping is tests/conftest.py's scheduler).
 XDIST ?= -n 2 --dist loadgroup
 LAB_PROFILE ?= smoke
 
