@@ -10,10 +10,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# Two pytest workers: the smoke book (every test that reads it, one group on one worker) runs
-# beside the rest of the suite, which used to wait for it (XDIST= runs them one after another;
-# the grouping is tests/conftest.py's scheduler).
-XDIST ?= -n 2 --dist loadgroup
 LAB_PROFILE ?= smoke
 
 .PHONY: book chapter test lab venv browser clean bench-latency bench-qt bench-predictor bench-int8 bench-blockkd bench-supernet bench-search
@@ -39,7 +35,7 @@ chapter: venv
 # tests that need the data are skipped.
 test: venv
 	$(BIN)/spaceevo fetch missing || echo "[make test] data not fetched: tests that need it are skipped"
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: venv
 	$(BIN)/spaceevo lab --profile $(LAB_PROFILE)

@@ -45,41 +45,6 @@ LONG_LIVED = ("multiprocessing.resource_tracker",)
 
 def pytest_configure(config):
     os.environ.setdefault(SESSION_MARK, f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker and not os.environ[SESSION_MARK].endswith(f"-{worker}"):
-        # under pytest-xdist each worker guards only what its own tests started: the other
-        # worker's processes are not this test's leftovers
-        os.environ[SESSION_MARK] += f"-{worker}"
-
-
-#: The test files whose tests read the smoke book: under pytest-xdist they run on one worker
-#: (the book is built once) while the other runs the rest of the suite.
-BOOK_TEST_FILES = ("tests/test_book_pages.py", "tests/test_chapters.py",
-                   "tests/test_exercises.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    """A test that reads the smoke book outside :data:`BOOK_TEST_FILES` would build a second
-    book on the other worker: refused."""
-    stray = [i.nodeid for i in items if "smoke_book" in getattr(i, "fixturenames", ())
-             and not i.nodeid.startswith(BOOK_TEST_FILES)]
-    if stray:
-        raise pytest.UsageError(f"tests read the smoke book outside {BOOK_TEST_FILES}: {stray}")
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadgroup``: the book's test files are one unit of work, every other test
-    its own (xdist 3.8.0's ``xdist_group`` marks do not reach its scheduler under pytest 9,
-    whose node ids it can no longer suffix)."""
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class BookApart(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return "smoke_book" if nodeid.startswith(BOOK_TEST_FILES) else nodeid
-
-    return BookApart(config, log)
 
 
 def suite_processes() -> dict[int, str]:
@@ -142,10 +107,9 @@ def no_process_left_behind():
                     pytrace=False)
 
 
-@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
-    """After every test (session-scoped fixtures torn down too, and under pytest-xdist the
-    workers shut down), nothing the suite started may still run."""
+    """After every test (session-scoped fixtures torn down too), nothing the suite started may
+    still run."""
     left = leftover_processes(set())
     if left:
         for pid in left:
